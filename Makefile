@@ -24,7 +24,8 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Site built: _build/html/index.html"
 
-test: $(STAMP)
+# the site browser test reads _build/html, so the book is built first
+test: book
 	$(PY) -m pytest
 
 clean:
