@@ -20,13 +20,27 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q --no-build-isolation -e . $(QUIET)
 	touch $(STAMP)
 
-book: $(STAMP)
+# MathJax is served from the site itself (math renders offline): npm package pinned in
+# package-lock.json, its one-file bundle copied to _build/mathjax -> _static/mathjax/ (see _config.yml)
+MATHJAX := _build/mathjax/mathjax/tex-svg-full.js
+
+$(MATHJAX): package.json package-lock.json
+	test -f node_modules/mathjax/es5/tex-svg-full.js || npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(@D) && cp node_modules/mathjax/es5/tex-svg-full.js $@
+
+book: $(STAMP) $(MATHJAX)
+	rm -rf _build/html    # no stale pages of removed chapters (the browser test opens every page)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Site built: _build/html/index.html"
 
 # the site browser test reads _build/html, so the book is built first
 test: book
 	$(PY) -m pytest
+
+# JupyterLab at the exercises on 127.0.0.1 with a token; prints the link (PORT=N to choose the port)
+.PHONY: lab
+lab: $(STAMP)
+	PORT=$(PORT) scripts/lab.sh
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1,0 +1,186 @@
+"""The built site, opened in a real browser (headless Debian Chromium via Playwright).
+
+Every page of _build/html is loaded from a loopback HTTP server and must show:
+no console errors, no failed or 4xx/5xx requests, no request to any other host
+(MathJax, fonts and scripts are all served by the site itself), no broken
+internal link (file and #anchor) or image, and math typeset by MathJax with no
+raw TeX left in the visible text. `make test` builds the book first.
+A screenshot of every page is saved under pytest's tmp dir.
+"""
+import functools
+import html.parser
+import http.server
+import os
+import re
+import shutil
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = ROOT / "_build" / "html"
+CHROMIUM = "/usr/bin/chromium"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
+if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+    pytest.skip("Chromium is not installed at /usr/bin/chromium "
+                "(apt-get install -y chromium): the real-browser site test cannot run", allow_module_level=True)
+
+
+def site_pages():
+    """Every HTML page of the built site, as paths relative to SITE."""
+    return sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html")
+                  if not p.relative_to(SITE).parts[0].startswith("_"))
+
+
+class _Ids(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids = set()
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("id", "name") and v:
+                self.ids.add(v)
+
+
+@functools.lru_cache(maxsize=None)
+def ids_of(path):
+    parser = _Ids()
+    parser.feed(Path(path).read_text(encoding="utf-8"))
+    return frozenset(parser.ids)
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (SITE / "index.html").exists():
+        pytest.fail("_build/html/index.html is missing: build the site first with `make book` "
+                    "(`make test` does this)")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(SITE))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--disable-gpu", "--disable-quic"])
+        yield b
+        b.close()
+
+
+# JavaScript run in each page once it has loaded and MathJax has finished.
+_INSPECT = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const clone = document.querySelector('main') ? document.querySelector('main').cloneNode(true)
+                                                : document.body.cloneNode(true);
+  clone.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());
+  return {
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+    mathSources: document.querySelectorAll('main .math').length,
+    mathRendered: document.querySelectorAll('main mjx-container').length,
+    mathErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+    text: clone.innerText,
+  };
+}"""
+
+
+def check_page(browser, server, rel, shot_dir):
+    """Load one page; return the list of problems found (empty when the page is fine)."""
+    problems = []
+    source = (SITE / rel).read_text(encoding="utf-8")
+    refresh = re.search(r'http-equiv="refresh"[^>]*url=([^"]+)"', source, flags=re.I)
+    if refresh:                           # the root index.html only redirects into book/
+        target = (SITE / rel).parent / refresh.group(1).strip()
+        return [] if target.exists() else [f"redirects to a missing page: {refresh.group(1)}"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    def on_route(route):
+        host = urllib.parse.urlsplit(route.request.url).hostname
+        if host not in LOOPBACK and not route.request.url.startswith(("data:", "blob:", "about:")):
+            problems.append(f"request to a non-loopback host: {route.request.url}")
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/*", on_route)
+    page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"))
+    try:
+        page.goto(server + rel, wait_until="load")
+        info = page.evaluate(_INSPECT)
+        page.screenshot(path=str(shot_dir / (rel.replace("/", "__") + ".png")), full_page=True)
+    finally:
+        page.close()
+
+    for img in info["images"]:
+        if not img["ok"]:
+            problems.append(f"image did not load: {img['src']}")
+    for href in info["links"]:
+        url = urllib.parse.urlsplit(href)
+        if url.scheme not in ("http", "https") or url.hostname not in LOOPBACK:
+            continue                       # external links (none should be fetched) and mailto:
+        target = SITE / urllib.parse.unquote(url.path).lstrip("/")
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.exists():
+            problems.append(f"broken internal link: {href}")
+        elif url.fragment and target.suffix == ".html" and urllib.parse.unquote(url.fragment) not in ids_of(target):
+            problems.append(f"internal link to a missing anchor: {href}")
+    if info["mathSources"]:
+        if info["mathRendered"] < info["mathSources"]:
+            problems.append(f"MathJax typeset {info['mathRendered']} of {info['mathSources']} math elements")
+        if info["mathErrors"]:
+            problems.append(f"{info['mathErrors']} MathJax error(s) (bad TeX)")
+    for raw in ("$$", "\\frac", "\\partial", "\\(", "\\["):
+        if raw in info["text"]:
+            i = info["text"].index(raw)
+            problems.append(f"raw TeX {raw!r} in the visible text: ...{info['text'][max(0, i - 60):i + 60]!r}...")
+    return problems
+
+
+def test_every_page_renders_offline_with_math_links_and_images(browser, server, tmp_path):
+    pages = site_pages()
+    assert "index.html" in pages and len(pages) >= 2, f"the site looks empty: {pages}"
+    # the book's pages all exist (the chapters listed in _toc.yml were built)
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    for doc in re.findall(r"(?:file|root):\s*(\S+)", toc):
+        assert f"{doc}.html" in pages, f"{doc} is in _toc.yml but {doc}.html was not built"
+    report = {}
+    for rel in pages:
+        found = check_page(browser, server, rel, tmp_path)
+        if found:
+            report[rel] = found
+    print(f"checked {len(pages)} pages; screenshots in {tmp_path}")
+    assert not report, "problems on the site:\n" + "\n".join(
+        f"{rel}:\n  " + "\n  ".join(p) for rel, p in report.items())
+
+
+def test_mathjax_is_served_by_the_site_itself(server):
+    """The pages point at the site's own copy of MathJax, and that copy is there."""
+    index = (SITE / "book" / "01_backprop.html")
+    if not index.exists():
+        index = SITE / "book" / "index.html"
+    text = index.read_text(encoding="utf-8")
+    srcs = re.findall(r'<script[^>]+src="([^"]*mathjax[^"]*)"', text, flags=re.I)
+    assert srcs, f"no MathJax <script> in {index.name}"
+    for src in srcs:
+        assert not src.startswith(("http:", "https:", "//")), f"MathJax loaded from the web: {src}"
+        path = (index.parent / src.split("?")[0]).resolve()
+        assert path.is_file() and path.stat().st_size > 1_000_000, f"MathJax bundle missing: {path}"
