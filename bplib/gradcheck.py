@@ -197,7 +197,7 @@ def check_layer(layer, x, dout=None, seed=0, tol=1e-6, h=1e-5):
 
     layer.forward(x)
     dx = layer.backward(dout)
-    analytic = {f"d{k}": np.array(g, copy=True) for k, g in layer.grads.items()}
+    analytic = {f"d{k}": None if g is None else np.array(g, copy=True) for k, g in layer.grads.items()}
     arrays = {f"d{k}": p for k, p in layer.params.items()}
     if np.issubdtype(np.asarray(x).dtype, np.floating):
         arrays = {"dx": x, **arrays}
