@@ -59,6 +59,10 @@ def binary_cross_entropy(logits, targets):
     if targets.shape != logits.shape:
         raise ValueError(f"binary_cross_entropy: expected targets of shape {logits.shape} like logits, "
                          f"got {targets.shape}")
+    if targets.dtype.kind not in "biuf" or (targets.size and (targets.min() < 0 or targets.max() > 1)):
+        got = f"dtype {targets.dtype}" if targets.dtype.kind not in "biuf" else \
+            f"values from {targets.min()} to {targets.max()}"
+        raise ValueError(f"binary_cross_entropy: targets must be numbers in [0, 1] (1 = positive), got {got}")
     t = targets.astype(logits.dtype)
     # log(1 + exp(-|z|)) + max(z, 0) - z t  ==  -t log s(z) - (1 - t) log(1 - s(z))
     loss = (np.maximum(logits, 0) - logits * t + np.log1p(np.exp(-np.abs(logits)))).mean()
