@@ -42,5 +42,16 @@ test: book
 lab: $(STAMP)
 	PORT=$(PORT) scripts/lab.sh
 
+# Regenerate the instructor notebooks from solutions/_src/*.py, then the learners' exercises
+# with nbgrader (exercises/<a>/<a>.ipynb; commit both). ASSIGNMENTS=name to do only some.
+ASSIGNMENTS ?= chain_rule gradient_descent dense_backward conv_backward lstm_backward policy_gradient
+.PHONY: exercises
+exercises: $(STAMP)
+	$(PY) scripts/make_solutions.py $(ASSIGNMENTS)
+	for a in $(ASSIGNMENTS); do \
+	  test -f solutions/$$a/$$a.ipynb || continue; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/nbgrader generate_assignment $$a --force --log-level=WARN; \
+	done
+
 clean:
 	rm -rf _build .pytest_cache .hypothesis
