@@ -214,6 +214,75 @@ def maxpool2d_backward(dout, x, k, stride=None):
 
 
 # ----------------------------------------------------------------------------
+# what the layer classes run: the same arithmetic, laid out for speed
+# ----------------------------------------------------------------------------
+# The functions above are the clear forms the book derives. The classes below
+# compute the very same numbers, but keep images "channels first" in memory:
+# a convolution computes W (F, C*k*k) @ cols (C*k*k, N*Ho*Wo), one matmul whose
+# result is already (F, N, Ho, Wo) in memory, and returns it as the (N, F, Ho, Wo)
+# view ``out.transpose(1, 0, 2, 3)``. ReLU and pooling keep that memory order,
+# the next convolution unfolds it without a transpose, and dout arrives in the
+# same order. In the book's layout, cols (N*Ho*Wo, C*k*k), every convolution paid
+# a transpose copy each way and pooling ran on a transposed view; in a LeNet step
+# those copies cost more than all the arithmetic (see benchmarks/README.md).
+# Pooling and col2im also work on k*k strided views, one per window offset
+# (di, dj), instead of a 6-axis window view: each operation then streams along rows.
+def _offset_view(a, di, dj, s, Ho, Wo):
+    """a[..., s*i + di, s*j + dj] for every output position (i, j): a strided view (.., Ho, Wo)."""
+    return a[..., di:di + s * (Ho - 1) + 1:s, dj:dj + s * (Wo - 1) + 1:s]
+
+
+def _im2col_cf(xc, k, s, Ho, Wo):
+    """Channels-first im2col. xc: (C, N, H, W) padded  ->  cols: (C*k*k, N*Ho*Wo),
+    rows ordered (c, di, dj) like ``W.reshape(F, C*k*k)``, columns ordered (n, i, j)."""
+    C, N = xc.shape[:2]
+    cols = np.empty((C, k, k, N, Ho, Wo), dtype=xc.dtype)
+    for di in range(k):
+        for dj in range(k):
+            cols[:, di, dj] = _offset_view(xc, di, dj, s, Ho, Wo)
+    return cols.reshape(C * k * k, N * Ho * Wo)
+
+
+def _col2im_cf(dcols, xc_shape, k, s, Ho, Wo):
+    """Adjoint of ``_im2col_cf``. dcols: (C*k*k, N*Ho*Wo)  ->  dxc: xc_shape = (C, N, H, W) padded."""
+    C, N = xc_shape[:2]
+    dcols = dcols.reshape(C, k, k, N, Ho, Wo)
+    dxc = np.zeros(xc_shape, dtype=dcols.dtype)
+    for di in range(k):
+        for dj in range(k):
+            window = _offset_view(dxc, di, dj, s, Ho, Wo)
+            window += dcols[:, di, dj]                      # overlapping windows add up
+    return dxc
+
+
+def _maxpool_fast_forward(x, k, s):
+    """``maxpool2d_forward`` as k*k elementwise maxima of strided views (memory order kept)."""
+    Ho, Wo = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+    out = _offset_view(x, 0, 0, s, Ho, Wo).copy(order="K")
+    for di in range(k):
+        for dj in range(k):
+            if di or dj:
+                np.maximum(out, _offset_view(x, di, dj, s, Ho, Wo), out=out)
+    return out
+
+
+def _maxpool_fast_backward(dout, x, out, k, s):
+    """``maxpool2d_backward`` given the forward ``out``: offsets are visited in the order
+    argmax reads a window, and each window's dout goes to the first offset holding its max."""
+    Ho, Wo = out.shape[2], out.shape[3]
+    dx = np.zeros_like(x, dtype=dout.dtype)                 # same memory order as x
+    unclaimed = np.ones(out.shape, dtype=bool)
+    for di in range(k):
+        for dj in range(k):
+            won = _offset_view(x, di, dj, s, Ho, Wo) == out
+            won &= unclaimed                                # ties go to the first maximum
+            unclaimed ^= won
+            window = _offset_view(dx, di, dj, s, Ho, Wo)
+            window += dout * won                            # overlapping windows add up
+    return dx
+
+
+# ----------------------------------------------------------------------------
 # LSTM: gates i, f, o, g stacked in that order along the last axis of Wx, Wh, b
 # ----------------------------------------------------------------------------
 def lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b):
@@ -440,7 +509,16 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: input of spatial size {x.shape[2]}x{x.shape[3]} (padding {p}) "
                              f"is smaller than the {k}x{k} kernel")
         self._x = x.astype(self.dtype, copy=False)
-        out, self._cols = _conv2d_forward_cols(self._x, self.params["W"], self.params["b"], self.stride, p)
+        # = conv2d_forward, channels first (see "what the layer classes run" above)
+        N, C, H, W_ = x.shape
+        Ho, Wo = conv_output_size(H, k, self.stride, p), conv_output_size(W_, k, self.stride, p)
+        xc = self._x.transpose(1, 0, 2, 3)                          # (C, N, H, W), no copy
+        if p:
+            xc = np.pad(xc, ((0, 0), (0, 0), (p, p), (p, p)))
+        self._cols = _im2col_cf(xc, k, self.stride, Ho, Wo)          # (C*k*k, N*Ho*Wo)
+        out = self.params["W"].reshape(self.out_channels, -1) @ self._cols   # (F, N*Ho*Wo)
+        out += self.params["b"][:, None]
+        out = out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3)
         self._out_shape = out.shape
         return out
 
@@ -448,8 +526,13 @@ class Conv2D(Layer):
         self._need_forward()
         self._check_dout(dout)
         W, s, p = self.params["W"], self.stride, self.padding
-        if self.backward_fn is None:
-            dx, dW, db = _conv2d_backward_cols(dout, self._cols, self._x.shape, W, s, p)
+        if self.backward_fn is None:                 # = conv2d_backward, channels first
+            F, (N, C, H, W_), (Ho, Wo) = self.out_channels, self._x.shape, self._out_shape[2:]
+            d2 = dout.transpose(1, 0, 2, 3).reshape(F, N * Ho * Wo)    # a view when dout is channels first
+            dW = (d2 @ self._cols.T).reshape(W.shape)
+            db = d2.sum(axis=1)
+            dxc = _col2im_cf(W.reshape(F, -1).T @ d2, (C, N, H + 2 * p, W_ + 2 * p), self.kernel_size, s, Ho, Wo)
+            dx = dxc[:, :, p:p + H, p:p + W_].transpose(1, 0, 2, 3)
         else:
             dx, dW, db = self.backward_fn(dout, self._x, W, s, p)
         self.grads["W"], self.grads["b"] = dW, db
@@ -480,13 +563,15 @@ class MaxPool2D(Layer):
             raise ValueError(f"MaxPool2D: input of spatial size {x.shape[2]}x{x.shape[3]} is smaller "
                              f"than the {self.kernel_size}x{self.kernel_size} window")
         self._x = x
-        out = maxpool2d_forward(x, self.kernel_size, self.stride)
-        self._out_shape = out.shape
-        return out
+        self._out = _maxpool_fast_forward(x, self.kernel_size, self.stride)   # = maxpool2d_forward
+        self._out_shape = self._out.shape
+        return self._out
 
     def backward(self, dout):
         self._need_forward()
         self._check_dout(dout)
+        if self.backward_fn is maxpool2d_backward:    # the built-in one: same result, faster
+            return _maxpool_fast_backward(dout, self._x, self._out, self.kernel_size, self.stride)
         return self.backward_fn(dout, self._x, self.kernel_size, self.stride)
 
     def __repr__(self):
