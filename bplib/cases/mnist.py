@@ -1,0 +1,165 @@
+"""Worked case: a LeNet-style convnet on MNIST, trained with bplib alone.
+
+    python -m bplib.cases.mnist --epochs 8 --seed 0 --out book/results/mnist
+
+The network (every layer from ``bplib.layers``)::
+
+    x (N, 1, 28, 28)
+    Conv2D(1, C1, 5) -> ReLU -> MaxPool2D(2)       (N, C1, 12, 12)
+    Conv2D(C1, C2, 5) -> ReLU -> MaxPool2D(2)      (N, C2, 4, 4)
+    Flatten -> Dense(16 C2, H) -> ReLU -> Dense(H, 10)   logits (N, 10)
+
+trained with softmax cross-entropy and Adam on the 60,000 training digits,
+each batch shifted by up to ``--shift`` pixels at random (the digit moves, its
+label does not), the learning rate decayed by ``--lr-decay`` after every epoch.
+"""
+import argparse
+import csv
+import json
+import os
+import time
+
+import numpy as np
+
+from bplib.data import load_mnist
+from bplib.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+from bplib.losses import softmax_cross_entropy
+from bplib.optim import Adam
+
+
+def build_model(c1=16, c2=32, hidden=128, rng=None):
+    """The LeNet-style convnet above; ``rng`` fixes the initial weights."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    return Sequential(
+        Conv2D(1, c1, 5, rng=rng), ReLU(), MaxPool2D(2),
+        Conv2D(c1, c2, 5, rng=rng), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(16 * c2, hidden, rng=rng), ReLU(), Dense(hidden, 10, rng=rng))
+
+
+def to_input(images):
+    """images: (N, 28, 28) uint8 -> x: (N, 1, 28, 28) float32 in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"to_input: expected images of shape (N, 28, 28), got {images.shape}")
+    return (images.astype(np.float32) / 255.0)[:, None]
+
+
+def random_shift(x, max_shift, rng):
+    """Move every image of x (N, 1, 28, 28) by its own random (dy, dx) in [-s, s], filling with 0."""
+    if max_shift == 0:
+        return x
+    N, _, H, W = x.shape
+    s = max_shift
+    xp = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)))
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, N))
+    rows = dy[:, None] + np.arange(H)                    # (N, H)
+    cols = dx[:, None] + np.arange(W)                    # (N, W)
+    return xp[np.arange(N)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+
+
+def predict_proba(model, x, batch_size=500):
+    """x: (N, 1, 28, 28) -> softmax probabilities (N, 10)."""
+    out = []
+    for s in range(0, len(x), batch_size):
+        z = model.forward(x[s:s + batch_size])
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out.append(e / e.sum(axis=1, keepdims=True))
+    return np.concatenate(out)
+
+
+def accuracy(model, x, y, batch_size=500):
+    return float((predict_proba(model, x, batch_size).argmax(axis=1) == y).mean())
+
+
+def save_weights(path, model, **config):
+    np.savez(path, **{k.replace(".", "_"): v for k, v in model.params.items()},
+             config=np.array(json.dumps(config)))
+
+
+def load_weights(path):
+    """Rebuild the trained convnet from a weights file written by ``save_weights``."""
+    z = np.load(path)
+    config = json.loads(str(z["config"]))
+    model = build_model(config["c1"], config["c2"], config["hidden"])
+    for k, v in model.params.items():
+        v[:] = z[k.replace(".", "_")]
+    return model
+
+
+def train(epochs=8, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=16, c2=32, hidden=128,
+          n_train=None, out=None, quiet=False):
+    """Train and evaluate; returns the final metrics (and writes them under ``out`` if given)."""
+    from tqdm import tqdm
+    (xtr, ytr), (xte, yte) = load_mnist()
+    if n_train:
+        xtr, ytr = xtr[:n_train], ytr[:n_train]
+    xtr, xte = to_input(xtr), to_input(xte)
+    rng = np.random.default_rng(seed)
+    model = build_model(c1, c2, hidden, rng=np.random.default_rng(seed))
+    opt = Adam(model, lr=lr)
+    rows, t0 = [], time.time()
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(xtr))
+        losses, correct, seen = [], 0, 0
+        bar = tqdm(range(0, len(order), batch_size), desc=f"epoch {epoch}/{epochs}", disable=quiet,
+                   unit="batch", dynamic_ncols=True, mininterval=1.0)
+        for i, s in enumerate(bar):
+            idx = order[s:s + batch_size]
+            xb = random_shift(xtr[idx], shift, rng)
+            logits = model.forward(xb)
+            loss, dlogits = softmax_cross_entropy(logits, ytr[idx])
+            model.backward(dlogits)
+            opt.step()
+            losses.append(loss)
+            correct += int((logits.argmax(axis=1) == ytr[idx]).sum())
+            seen += len(idx)
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}", acc=f"{correct / seen:.4f}")
+        opt.lr *= lr_decay
+        test_acc = accuracy(model, xte, yte)
+        rows.append(dict(epoch=epoch, train_loss=round(float(np.mean(losses)), 5),
+                         train_accuracy=round(correct / seen, 5), test_accuracy=round(test_acc, 5),
+                         seconds=round(time.time() - t0, 1)))
+        if not quiet:
+            tqdm.write(f"epoch {epoch}: train loss {rows[-1]['train_loss']:.4f}, train acc "
+                       f"{rows[-1]['train_accuracy']:.4f}, test acc {test_acc:.4f}, {rows[-1]['seconds']:.0f} s")
+    train_seconds = time.time() - t0
+    result = dict(case="mnist", epochs=epochs, seed=seed, test_accuracy=rows[-1]["test_accuracy"],
+                  test_errors=int(round((1 - rows[-1]["test_accuracy"]) * len(yte))),
+                  train_seconds=round(train_seconds, 1), parameters=int(sum(v.size for v in model.params.values())))
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        save_weights(os.path.join(out, "weights.npz"), model, c1=c1, c2=c2, hidden=hidden)
+        with open(os.path.join(out, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    return result, model
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-decay", type=float, default=0.75, help="learning rate factor after each epoch")
+    ap.add_argument("--shift", type=int, default=0, help="random shifts of up to this many pixels")
+    ap.add_argument("--c1", type=int, default=16)
+    ap.add_argument("--c2", type=int, default=32)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--n-train", type=int, default=None, help="use only the first N training digits")
+    ap.add_argument("--out", default="runs/mnist", help="folder for metrics.csv, weights.npz, result.json")
+    args = ap.parse_args(argv)
+    result, _ = train(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                      lr_decay=args.lr_decay, shift=args.shift, c1=args.c1, c2=args.c2, hidden=args.hidden,
+                      n_train=args.n_train, out=args.out)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
