@@ -216,53 +216,61 @@ def maxpool2d_backward(dout, x, k, stride=None):
 # ----------------------------------------------------------------------------
 # what the layer classes run: the same arithmetic, laid out for speed
 # ----------------------------------------------------------------------------
-# The functions above are the clear forms the book derives. The classes below
-# compute the very same numbers, but keep images "channels first" in memory:
-# a convolution computes W (F, C*k*k) @ cols (C*k*k, N*Ho*Wo), one matmul whose
-# result is already (F, N, Ho, Wo) in memory, and returns it as the (N, F, Ho, Wo)
-# view ``out.transpose(1, 0, 2, 3)``. ReLU and pooling keep that memory order,
-# the next convolution unfolds it without a transpose, and dout arrives in the
-# same order. In the book's layout, cols (N*Ho*Wo, C*k*k), every convolution paid
-# a transpose copy each way and pooling ran on a transposed view; in a LeNet step
-# those copies cost more than all the arithmetic (see benchmarks/README.md).
-# Pooling and col2im also work on k*k strided views, one per window offset
-# (di, dj), instead of a 6-axis window view: each operation then streams along rows.
-def _offset_view(a, di, dj, s, Ho, Wo):
-    """a[..., s*i + di, s*j + dj] for every output position (i, j): a strided view (.., Ho, Wo)."""
-    return a[..., di:di + s * (Ho - 1) + 1:s, dj:dj + s * (Wo - 1) + 1:s]
+# The functions above are the clear forms the book derives. Conv2D and MaxPool2D
+# compute the very same numbers, but keep images in memory as (C, H, W, N), the
+# batch innermost, and hand them on as (N, C, H, W) views (``.transpose(3, 0, 1, 2)``):
+#   * a convolution is one matmul, W (F, C*k*k) @ cols (C*k*k, Ho*Wo*N), whose
+#     result is already (F, Ho, Wo, N) in memory: no transpose before the next layer;
+#   * every window offset (di, dj) of a k x k window is a strided slice whose rows
+#     are long contiguous runs (Wo*N numbers), so im2col, col2im and pooling are
+#     k*k fast slice copies, adds or maxima. ReLU keeps the memory order it is given.
+# In the book's layout, cols (N*Ho*Wo, C*k*k), each convolution paid a transpose
+# copy both ways, pooling reduced a transposed 6-axis window view, and col2im added
+# runs of only Wo numbers: those copies cost more than the arithmetic
+# (see benchmarks/README.md).
+def _tap(d, s, n):
+    """slice(d, d + s*(n-1) + 1, s): offset d inside each of n windows placed s apart."""
+    return slice(d, d + s * (n - 1) + 1, s)
 
 
-def _im2col_cf(xc, k, s, Ho, Wo):
-    """Channels-first im2col. xc: (C, N, H, W) padded  ->  cols: (C*k*k, N*Ho*Wo),
-    rows ordered (c, di, dj) like ``W.reshape(F, C*k*k)``, columns ordered (n, i, j)."""
-    C, N = xc.shape[:2]
-    cols = np.empty((C, k, k, N, Ho, Wo), dtype=xc.dtype)
+def _to_chwn(x, padding=0):
+    """x: (N, C, H, W) (any memory order)  ->  (C, H + 2p, W + 2p, N) contiguous, zero-padded."""
+    xc = np.ascontiguousarray(x.transpose(1, 2, 3, 0))        # no copy if x came from these layers
+    if padding:
+        xc = np.pad(xc, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    return xc
+
+
+def _im2col_chwn(xc, k, s, Ho, Wo):
+    """xc: (C, H, W, N) padded  ->  cols: (C*k*k, Ho*Wo*N), rows ordered (c, di, dj)
+    like ``W.reshape(F, C*k*k)``, columns ordered (i, j, n)."""
+    C, N = xc.shape[0], xc.shape[3]
+    cols = np.empty((C, k, k, Ho, Wo, N), dtype=xc.dtype)
     for di in range(k):
         for dj in range(k):
-            cols[:, di, dj] = _offset_view(xc, di, dj, s, Ho, Wo)
-    return cols.reshape(C * k * k, N * Ho * Wo)
+            cols[:, di, dj] = xc[:, _tap(di, s, Ho), _tap(dj, s, Wo)]
+    return cols.reshape(C * k * k, Ho * Wo * N)
 
 
-def _col2im_cf(dcols, xc_shape, k, s, Ho, Wo):
-    """Adjoint of ``_im2col_cf``. dcols: (C*k*k, N*Ho*Wo)  ->  dxc: xc_shape = (C, N, H, W) padded."""
-    C, N = xc_shape[:2]
-    dcols = dcols.reshape(C, k, k, N, Ho, Wo)
+def _col2im_chwn(dcols, xc_shape, k, s, Ho, Wo):
+    """Adjoint of ``_im2col_chwn``: dcols (C*k*k, Ho*Wo*N)  ->  dxc: xc_shape = (C, H, W, N)."""
+    C, N = xc_shape[0], xc_shape[3]
+    dcols = dcols.reshape(C, k, k, Ho, Wo, N)
     dxc = np.zeros(xc_shape, dtype=dcols.dtype)
     for di in range(k):
         for dj in range(k):
-            window = _offset_view(dxc, di, dj, s, Ho, Wo)
-            window += dcols[:, di, dj]                      # overlapping windows add up
+            dxc[:, _tap(di, s, Ho), _tap(dj, s, Wo)] += dcols[:, di, dj]   # overlapping windows add up
     return dxc
 
 
 def _maxpool_fast_forward(x, k, s):
     """``maxpool2d_forward`` as k*k elementwise maxima of strided views (memory order kept)."""
     Ho, Wo = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
-    out = _offset_view(x, 0, 0, s, Ho, Wo).copy(order="K")
+    out = x[:, :, _tap(0, s, Ho), _tap(0, s, Wo)].copy(order="K")
     for di in range(k):
         for dj in range(k):
             if di or dj:
-                np.maximum(out, _offset_view(x, di, dj, s, Ho, Wo), out=out)
+                np.maximum(out, x[:, :, _tap(di, s, Ho), _tap(dj, s, Wo)], out=out)
     return out
 
 
@@ -271,14 +279,14 @@ def _maxpool_fast_backward(dout, x, out, k, s):
     argmax reads a window, and each window's dout goes to the first offset holding its max."""
     Ho, Wo = out.shape[2], out.shape[3]
     dx = np.zeros_like(x, dtype=dout.dtype)                 # same memory order as x
-    unclaimed = np.ones(out.shape, dtype=bool)
+    unclaimed = np.ones_like(out, dtype=bool)
     for di in range(k):
         for dj in range(k):
-            won = _offset_view(x, di, dj, s, Ho, Wo) == out
+            rows, cols = _tap(di, s, Ho), _tap(dj, s, Wo)
+            won = x[:, :, rows, cols] == out
             won &= unclaimed                                # ties go to the first maximum
             unclaimed ^= won
-            window = _offset_view(dx, di, dj, s, Ho, Wo)
-            window += dout * won                            # overlapping windows add up
+            dx[:, :, rows, cols] += dout * won              # overlapping windows add up
     return dx
 
 
@@ -509,16 +517,13 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D: input of spatial size {x.shape[2]}x{x.shape[3]} (padding {p}) "
                              f"is smaller than the {k}x{k} kernel")
         self._x = x.astype(self.dtype, copy=False)
-        # = conv2d_forward, channels first (see "what the layer classes run" above)
+        # = conv2d_forward, batch innermost (see "what the layer classes run" above)
         N, C, H, W_ = x.shape
         Ho, Wo = conv_output_size(H, k, self.stride, p), conv_output_size(W_, k, self.stride, p)
-        xc = self._x.transpose(1, 0, 2, 3)                          # (C, N, H, W), no copy
-        if p:
-            xc = np.pad(xc, ((0, 0), (0, 0), (p, p), (p, p)))
-        self._cols = _im2col_cf(xc, k, self.stride, Ho, Wo)          # (C*k*k, N*Ho*Wo)
-        out = self.params["W"].reshape(self.out_channels, -1) @ self._cols   # (F, N*Ho*Wo)
+        self._cols = _im2col_chwn(_to_chwn(self._x, p), k, self.stride, Ho, Wo)   # (C*k*k, Ho*Wo*N)
+        out = self.params["W"].reshape(self.out_channels, -1) @ self._cols        # (F, Ho*Wo*N)
         out += self.params["b"][:, None]
-        out = out.reshape(self.out_channels, N, Ho, Wo).transpose(1, 0, 2, 3)
+        out = out.reshape(self.out_channels, Ho, Wo, N).transpose(3, 0, 1, 2)
         self._out_shape = out.shape
         return out
 
@@ -526,13 +531,13 @@ class Conv2D(Layer):
         self._need_forward()
         self._check_dout(dout)
         W, s, p = self.params["W"], self.stride, self.padding
-        if self.backward_fn is None:                 # = conv2d_backward, channels first
-            F, (N, C, H, W_), (Ho, Wo) = self.out_channels, self._x.shape, self._out_shape[2:]
-            d2 = dout.transpose(1, 0, 2, 3).reshape(F, N * Ho * Wo)    # a view when dout is channels first
+        if self.backward_fn is None:                 # = conv2d_backward, batch innermost
+            F, k, (N, C, H, W_), (Ho, Wo) = self.out_channels, self.kernel_size, self._x.shape, self._out_shape[2:]
+            d2 = dout.transpose(1, 2, 3, 0).reshape(F, Ho * Wo * N)    # a view if dout is batch innermost
             dW = (d2 @ self._cols.T).reshape(W.shape)
             db = d2.sum(axis=1)
-            dxc = _col2im_cf(W.reshape(F, -1).T @ d2, (C, N, H + 2 * p, W_ + 2 * p), self.kernel_size, s, Ho, Wo)
-            dx = dxc[:, :, p:p + H, p:p + W_].transpose(1, 0, 2, 3)
+            dxc = _col2im_chwn(W.reshape(F, -1).T @ d2, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo)
+            dx = dxc[:, p:p + H, p:p + W_].transpose(3, 0, 1, 2)
         else:
             dx, dW, db = self.backward_fn(dout, self._x, W, s, p)
         self.grads["W"], self.grads["b"] = dW, db
