@@ -117,6 +117,9 @@ def _diagnose(expected, got, tol, batch_size):
         return "Right magnitude, wrong sign: check the sign of each term (or of the update)."
     if expected.ndim == 2 and expected.shape[0] == expected.shape[1] and _close(got, expected.T, tol):
         return "It is the transpose of the right answer: swap the order of the matrix product."
+    if _close(got, expected, tol * 100):
+        return ("Close, but not within the tolerance: float32 rounding, a gradient too small to measure, "
+                "or an input at a kink (ReLU at 0, a tie in max pooling)?")
     ratio = float((got * expected).sum() / (expected * expected).sum())
     if _close(got, ratio * expected, tol * 10) and abs(ratio) > 1e-12:
         if batch_size and abs(ratio - batch_size) < 1e-3 * batch_size:

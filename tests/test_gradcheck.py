@@ -81,6 +81,7 @@ def test_compare_accepts_the_right_answer_within_tol_only():
     (np.zeros_like(E), E, "true gradient is all zeros"),
     (E, -E, "wrong sign"),
     (E, 3 * E, "scaled by 3"),
+    (E, E * (1 + 1e-5), "Close, but not within the tolerance"),     # not "scaled by 1"
     (E, E + np.eye(4, 3)[::-1] * 0.5, "3 of 12 elements are wrong"),
 ])
 def test_compare_diagnoses(expected, got, words):
