@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# `make lab`: JupyterLab from .venv at the exercises, on this machine only.
+#
+#   make lab                  port 8888 (or the next free one), a fresh random token
+#   make lab PORT=9000        another port
+#   LAB_OPEN_BROWSER=1 make lab   also open a browser tab (default: only when a desktop is detected)
+#
+# The server listens on 127.0.0.1 only, so the token guards it against other
+# programs and users of this machine, not against the network. nbgrader's
+# Validate button reads nbgrader_config.py from the repository root (the
+# server's working directory), so it times each cell out like the grader does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+JUPYTER="$ROOT/.venv/bin/jupyter"
+PORT="${PORT:-8888}"
+
+if [ ! -x "$JUPYTER" ]; then
+  echo "No .venv yet: run 'make install' (or 'make book') first." >&2
+  exit 1
+fi
+if [ ! -d "$ROOT/exercises" ] || [ -z "$(ls -A "$ROOT/exercises" 2>/dev/null)" ]; then
+  echo "exercises/ is empty: run 'make exercises' to generate the notebooks from solutions/." >&2
+  exit 1
+fi
+
+TOKEN="${LAB_TOKEN:-$("$ROOT/.venv/bin/python" -c 'import secrets; print(secrets.token_hex(24))')}"
+
+args=(lab --ip=127.0.0.1
+      --ServerApp.root_dir="$ROOT/exercises"
+      --IdentityProvider.token="$TOKEN"
+      # learners do not need the instructor's formgrader (it would open a gradebook here)
+      --ServerApp.jpserver_extensions="{'nbgrader.server_extensions.formgrader': False}")
+[ "$(id -u)" -eq 0 ] && args+=(--allow-root)
+
+# a free port from $PORT upwards, so the link printed below is the right one
+PORT="$("$ROOT/.venv/bin/python" - "$PORT" <<'PY'
+import socket, sys
+start = int(sys.argv[1])
+for port in range(start, start + 50):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(port)
+        break
+else:
+    sys.exit(f"no free port in {start}..{start + 49}: choose one with make lab PORT=N")
+PY
+)"
+args+=(--port="$PORT" --ServerApp.port_retries=0)
+
+open_browser="${LAB_OPEN_BROWSER:-}"
+if [ -z "$open_browser" ]; then
+  open_browser=0
+  if [ "$(uname)" = Darwin ] || { [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "$(id -u)" -ne 0 ]; }; then
+    open_browser=1
+  fi
+fi
+[ "$open_browser" = 1 ] || args+=(--no-browser)
+
+cat <<EOF
+
+  JupyterLab is starting at the exercises. Open this link in your browser
+  (it is also printed by JupyterLab below):
+
+      http://127.0.0.1:$PORT/lab?token=$TOKEN
+
+  Stop it with Ctrl+C (twice). Your work is saved in exercises/<name>/<name>.ipynb.
+
+EOF
+exec "$JUPYTER" "${args[@]}"

@@ -1,0 +1,348 @@
+"""The learner's path in JupyterLab, driven in a real browser (headless Chromium).
+
+A temporary copy of the course is served by ``scripts/lab.sh`` (what ``make
+lab`` runs) on 127.0.0.1 with a token, so nothing in the repository changes.
+The test opens the dense_backward exercise, runs every cell and reads the
+"not implemented yet" verdicts, types the solution (taken from
+solutions/dense_backward/dense_backward.ipynb) into the graded cells through
+the editor, runs again and reads the passing verdicts and the summary, then
+clicks nbgrader's Validate button. A second test types a wrong solution (dW
+transposed) and reads the verdict that names dW.
+
+Screenshots of every step are saved under pytest's tmp_path; the folder is
+printed (``pytest -s`` shows it). Skips only where /usr/bin/chromium is
+absent; CI installs it.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "lab"
+ASSIGNMENT = "dense_backward"
+REAL_EXERCISE = ROOT / "exercises" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+REAL_SOLUTION = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium); CI installs it")
+
+TOKEN = "browser-test-token"
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"   # the notebook in the front tab
+CELL = f"{PANEL} .jp-Notebook .jp-Cell"
+
+
+# ----------------------------------------------------------------------------
+# the course copy and the server
+# ----------------------------------------------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(url, proc, log, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on a temporary copy of the course: (base url, course folder, notebooks)."""
+    tmp = tmp_path_factory.mktemp("lab")
+    course = tmp / "course"
+    (course / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "lab.sh", course / "scripts" / "lab.sh")
+    shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    (course / ".venv").symlink_to(Path(sys.prefix))
+    if REAL_EXERCISE.exists() and not os.environ.get("LAB_TEST_FIXTURE"):
+        shutil.copytree(REAL_EXERCISE.parent, course / "exercises" / ASSIGNMENT)
+        shutil.copytree(REAL_EXERCISE.parent, course / "exercises" / "wrong_attempt")
+        notebooks = {"right": (f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", REAL_SOLUTION),
+                     "wrong": (f"wrong_attempt/{ASSIGNMENT}.ipynb", REAL_SOLUTION)}
+    else:   # until the real exercise exists: the same flow on a tiny stand-in
+        shutil.copytree(FIXTURE / "tiny", course / "exercises" / "tiny")
+        shutil.copytree(FIXTURE / "tiny", course / "exercises" / "wrong_attempt")
+        notebooks = {"right": ("tiny/tiny.ipynb", FIXTURE / "tiny_solution.ipynb"),
+                     "wrong": ("wrong_attempt/tiny.ipynb", FIXTURE / "tiny_solution.ipynb")}
+
+    env = dict(os.environ)
+    for var, name in [("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+                      ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"), ("IPYTHONDIR", "ipython"),
+                      ("HOME", "home"), ("JUPYTER_CONFIG_DIR", "jupyter-config")]:
+        (tmp / name).mkdir()
+        env[var] = str(tmp / name)
+    settings = tmp / "settings" / "@jupyterlab"
+    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false"}))
+    # every cell stays in the page (no virtual scrolling), so outputs can be read anywhere
+    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"}))
+    port = _free_port()
+    env.update(PORT=str(port), LAB_TOKEN=TOKEN, LAB_OPEN_BROWSER="0")
+    env.pop("BPLIB_RECORD_DIR", None)
+    log = tmp / "jupyterlab.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(course / "scripts" / "lab.sh")], cwd=course, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(url, proc, log)
+        printed = log.read_text()
+        assert f"http://127.0.0.1:{port}/lab?token={TOKEN}" in printed, printed[-2000:]
+        yield {"url": url, "course": course, "notebooks": notebooks, "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--disable-gpu", "--disable-quic"])
+        yield b
+        b.close()
+
+
+# ----------------------------------------------------------------------------
+# the notebooks on disk: which cells are graded, and the solution code
+# ----------------------------------------------------------------------------
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def graded_cells(path):
+    """(solution cells, visible check cells) of an exercise: lists of (index, grade_id)."""
+    cells = json.loads(Path(path).read_text())["cells"]
+    sol = [(i, _nbgrader(c)["grade_id"]) for i, c in enumerate(cells)
+           if c["cell_type"] == "code" and _nbgrader(c).get("solution")]
+    checks = [(i, _nbgrader(c)["grade_id"]) for i, c in enumerate(cells)
+              if c["cell_type"] == "code" and _nbgrader(c).get("grade")
+              and "check(" in "".join(c["source"])]
+    return sol, checks
+
+
+def solution_code(solution_nb, grade_id):
+    """The instructor's code for one solution cell, without nbgrader's markers."""
+    for c in json.loads(Path(solution_nb).read_text())["cells"]:
+        if _nbgrader(c).get("grade_id") == grade_id:
+            lines = "".join(c["source"]).splitlines()
+            return "\n".join(l for l in lines if l.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+    raise AssertionError(f"no cell with grade_id {grade_id!r} in {solution_nb}")
+
+
+# dW transposed, as if the learner wrote dout.T @ x for x.T @ dout (the check must name dW).
+# Wrapping the solution keeps this independent of how the solution is written.
+WRONG_DW = """
+
+# --- a slip: dW = dout.T @ x (transposed) instead of x.T @ dout ---
+_right_{fn} = {fn}
+def {fn}(*args, **kwargs):
+    dx, dW, db = _right_{fn}(*args, **kwargs)
+    return dx, dW.T, db
+"""
+
+
+# ----------------------------------------------------------------------------
+# driving JupyterLab
+# ----------------------------------------------------------------------------
+class Notebook:
+    def __init__(self, page, shots):
+        self.page, self.shots, self.n = page, shots, 0
+
+    def cell(self, i):
+        return self.page.locator(CELL).nth(i)
+
+    def shot(self, name, cell=None):
+        if cell is not None:
+            self.cell(cell).scroll_into_view_if_needed()
+        self.n += 1
+        path = self.shots / f"{self.n:02d}_{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+    def counts(self):
+        """Execution prompts of all code cells, e.g. ['[1]:', '[*]:', '[ ]:']."""
+        return self.page.eval_on_selector_all(
+            f"{PANEL} .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
+
+    def _max_count(self):
+        return max([int(m.group(1)) for p in self.counts() if (m := re.search(r"\[(\d+)\]", p))],
+                   default=0)
+
+    def wait_idle(self, before, timeout=60):
+        """Wait until something ran after ``before`` and nothing is queued or running."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            counts = self.counts()
+            idle = self.page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator[data-status='idle']").count()
+            if self._max_count() > before and not any("*" in c for c in counts) and idle:
+                time.sleep(0.3)   # let the last output render
+                if not any("*" in c for c in self.counts()):
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"cells did not finish within {timeout} s: prompts {self.counts()}")
+
+    def run_all(self):
+        before = self._max_count()
+        self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        self.page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+        self.wait_idle(before)
+
+    def set_source(self, i, src):
+        editor = self.cell(i).locator(".cm-content")
+        editor.scroll_into_view_if_needed()
+        editor.click()
+        self.page.keyboard.press("Control+a")
+        self.page.keyboard.insert_text(src)
+        self.page.keyboard.press("Escape")
+
+    def source(self, i):
+        return self.cell(i).locator(".cm-content").inner_text()
+
+    def output(self, i, mime=None):
+        """Text of cell i's outputs (only those of one mime type, e.g. stdout, if given)."""
+        sel = ".jp-OutputArea-output" + (f"[data-mime-type='{mime}']" if mime else "")
+        return "\n".join(t or "" for t in self.cell(i).locator(sel).all_text_contents())
+
+    def printed(self, i):
+        """What cell i printed: a check's verdict (the error and traceback come separately)."""
+        return self.output(i, "application/vnd.jupyter.stdout")
+
+    def validate(self):
+        self.page.locator(f"{PANEL} .jp-NotebookPanel-toolbar [data-jp-item-name='runAll'] jp-button").click()
+        dialog = self.page.locator(".jp-Dialog")
+        dialog.locator(".validation-success, .validation-failed, pre").first.wait_for(timeout=60_000)
+        return dialog
+
+    def close_dialog(self):
+        self.page.locator(".jp-Dialog .jp-mod-accept").first.click()
+        self.page.locator(".jp-Dialog").wait_for(state="detached")
+
+
+def open_notebook(browser, lab, rel, shots):
+    """A fresh browser context and workspace (no tabs restored from another test)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    workspace = re.sub(r"\W", "-", rel)
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{rel}?token={TOKEN}")
+    page.locator(CELL).first.wait_for()
+    # the kernel is up when the status bar says so (the toolbar indicator says idle before)
+    page.wait_for_function("() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent)")
+    return Notebook(page, shots)
+
+
+def _shots(tmp_path, name):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"\n[{name}] screenshots: {shots}")
+    return shots
+
+
+def _verdicts(nb, checks):
+    return {gid: nb.printed(i) for i, gid in checks}
+
+
+# ----------------------------------------------------------------------------
+# the tests
+# ----------------------------------------------------------------------------
+def test_learner_runs_solves_and_validates(lab, browser, tmp_path):
+    rel, solution_nb = lab["notebooks"]["right"]
+    sols, checks = graded_cells(lab["course"] / "exercises" / rel)
+    assert sols and checks, f"{rel}: no graded cells found"
+    nb = open_notebook(browser, lab, rel, _shots(tmp_path, "right"))
+    try:
+        nb.shot("opened")
+        last = nb.page.locator(CELL).count() - 1
+
+        # 1. run everything as handed out: every check cell says "not implemented yet"
+        nb.run_all()
+        nb.shot("fresh_first_check", cell=checks[0][0])
+        for gid, out in _verdicts(nb, checks).items():
+            assert "not implemented" in out.lower(), \
+                f"after Run All on the fresh exercise, check {gid} said: {out[:500]!r}"
+        nb.shot("fresh_summary", cell=last)
+        assert nb.output(last).strip(), "Run All on the fresh exercise did not reach the summary cell"
+
+        # 2. type the solution into each graded cell, run everything again from the top
+        for i, gid in sols:
+            nb.set_source(i, solution_code(solution_nb, gid))
+        nb.shot("solution_typed", cell=sols[0][0])
+        nb.run_all()
+        nb.shot("solved_first_check", cell=checks[0][0])
+        for gid, out in _verdicts(nb, checks).items():
+            assert "passed" in out.lower() and "not implemented" not in out.lower(), \
+                f"with the solution typed in, check {gid} said: {out[:500]!r}"
+        summary = nb.output(last)
+        nb.shot("solved_summary", cell=last)
+        assert summary.strip(), "the summary (last cell) printed nothing"
+        assert not re.search(r"not implemented|fail|not run", summary, re.I), summary
+
+        # 3. Validate: nbgrader's button saves the notebook, then runs it on the server
+        dialog = nb.validate()
+        nb.shot("validated")
+        text = dialog.inner_text()
+        assert dialog.locator(".validation-success").count() == 1, text[:2000]
+        assert "passes all the tests" in text, text[:2000]
+        nb.close_dialog()
+    finally:
+        nb.page.context.close()
+
+
+def test_wrong_solution_names_the_wrong_array(lab, browser, tmp_path):
+    rel, solution_nb = lab["notebooks"]["wrong"]
+    sols, checks = graded_cells(lab["course"] / "exercises" / rel)
+    fn = "dense_backward"
+    target = [gid for _, gid in sols if f"def {fn}(" in solution_code(solution_nb, gid)]
+    assert target, f"no solution cell defines {fn}"
+    dense_check = [(i, gid) for i, gid in checks if gid == f"{fn}_visible"]
+    assert dense_check, f"no visible check cell for {fn}: {checks}"
+    nb = open_notebook(browser, lab, rel, _shots(tmp_path, "wrong"))
+    try:
+        for i, gid in sols:   # every function right except dense_backward's dW
+            src = solution_code(solution_nb, gid)
+            nb.set_source(i, src + WRONG_DW.format(fn=fn) if gid == target[0] else src)
+        nb.run_all()
+        i, gid = dense_check[0]
+        nb.shot("wrong_dW_verdict", cell=i)
+        out = nb.printed(i)
+        assert "passed" not in out.lower(), f"a transposed dW passed: {out[:800]!r}"
+        assert "dW" in out, f"the verdict does not name dW: {out[:800]!r}"
+        assert "transpose" in out.lower(), f"the verdict does not say transposed: {out[:800]!r}"
+        assert "dx" not in out and "db" not in out, f"the verdict blames arrays that are right: {out[:800]!r}"
+        others = [(j, g) for j, g in checks if g != gid]
+        for j, g in others:
+            assert "passed" in nb.printed(j).lower(), f"check {g} should pass: {nb.printed(j)[:500]!r}"
+
+        dialog = nb.validate()
+        nb.shot("validate_failed")
+        assert dialog.locator(".validation-failed").count() == 1, dialog.inner_text()[:2000]
+        nb.close_dialog()
+    finally:
+        nb.page.context.close()
