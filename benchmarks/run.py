@@ -69,7 +69,7 @@ def blas_threads(set_to=None):
 def lenet(dtype, seed=0):
     rng = np.random.default_rng(seed)
     return bplib.Sequential(
-        L.Conv2D(1, 8, 5, rng=rng, dtype=dtype), L.ReLU(), L.MaxPool2D(2),
+        L.Conv2D(1, 8, 5, rng=rng, dtype=dtype, input_grad=False), L.ReLU(), L.MaxPool2D(2),
         L.Conv2D(8, 16, 5, rng=rng, dtype=dtype), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
         L.Dense(256, 128, rng=rng, dtype=dtype), L.ReLU(), L.Dense(128, 10, rng=rng, dtype=dtype))
 

@@ -278,6 +278,9 @@ def _maxpool_fast_backward(dout, x, out, k, s):
     """``maxpool2d_backward`` given the forward ``out``: offsets are visited in the order
     argmax reads a window, and each window's dout goes to the first offset holding its max."""
     Ho, Wo = out.shape[2], out.shape[3]
+    dout_ = np.empty_like(out, dtype=dout.dtype)
+    dout_[...] = dout                                       # dout in out's memory order: read k*k times
+    dout = dout_
     dx = np.zeros_like(x, dtype=dout.dtype)                 # same memory order as x
     unclaimed = np.ones_like(out, dtype=bool)
     for di in range(k):
@@ -493,10 +496,13 @@ class Conv2D(Layer):
     params: W (F, C, k, k) initialised N(0, 2/(C k k)), b (F,) zeros.
     ``backward_fn(dout, x, W, stride, padding) -> (dx, dW, db)`` may replace
     the built-in backward (which reuses the unfolded input from forward).
+    ``input_grad=False`` makes ``backward`` skip dx and return None (dW and db
+    are still computed): for a first layer, whose input is data that needs no
+    gradient; ``Sequential.backward`` stops there. The default computes dx.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 rng=None, dtype=np.float32, backward_fn=None):
+                 rng=None, dtype=np.float32, backward_fn=None, input_grad=True):
         if stride < 1 or padding < 0 or kernel_size < 1:
             raise ValueError(f"Conv2D: need kernel_size >= 1, stride >= 1, padding >= 0; got "
                              f"kernel_size={kernel_size}, stride={stride}, padding={padding}")
@@ -508,6 +514,7 @@ class Conv2D(Layer):
         self.params = {"W": W.astype(dtype), "b": np.zeros(out_channels, dtype=dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.backward_fn = backward_fn
+        self.input_grad = input_grad
         self._x = None
 
     def forward(self, x):
@@ -534,14 +541,16 @@ class Conv2D(Layer):
         if self.backward_fn is None:                 # = conv2d_backward, batch innermost
             F, k, (N, C, H, W_), (Ho, Wo) = self.out_channels, self.kernel_size, self._x.shape, self._out_shape[2:]
             d2 = dout.transpose(1, 2, 3, 0).reshape(F, Ho * Wo * N)    # a view if dout is batch innermost
-            dW = (d2 @ self._cols.T).reshape(W.shape)
+            dW = (self._cols @ d2.T).T.reshape(W.shape)   # = d2 @ cols.T; OpenBLAS runs this order 2x faster
             db = d2.sum(axis=1)
-            dxc = _col2im_chwn(W.reshape(F, -1).T @ d2, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo)
-            dx = dxc[:, p:p + H, p:p + W_].transpose(3, 0, 1, 2)
+            dx = None
+            if self.input_grad:
+                dxc = _col2im_chwn(W.reshape(F, -1).T @ d2, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo)
+                dx = dxc[:, p:p + H, p:p + W_].transpose(3, 0, 1, 2)
         else:
             dx, dW, db = self.backward_fn(dout, self._x, W, s, p)
         self.grads["W"], self.grads["b"] = dW, db
-        return dx
+        return dx if self.input_grad else None
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
