@@ -197,13 +197,35 @@ def _grads(nodes):
 def _backward_ref(c):
     nodes = build_graph(c["program"])
     nodes[-1].backward()
-    return _grads(nodes)
+    reachable = {id(v) for v in nodes[-1].topological_order()}    # a random graph may have dead ends
+    return {**_grads(nodes), "calls": np.array([float(id(v) in reachable) for v in nodes])}
 
 
 def _call_backward(fn, c):
     nodes = build_graph(c["program"])
+    calls = np.zeros(len(nodes))
+    for i, v in enumerate(nodes):          # count how often each node's _backward runs
+        def counted(i=i, inner=v._backward):
+            calls[i] += 1
+            inner()
+        v._backward = counted
     fn(nodes[-1])
-    return np.array([v.grad for v in nodes])
+    return np.array([v.grad for v in nodes]), calls
+
+
+def _backward_diagnose(c, got, want):
+    calls = got.get("calls")
+    if calls is None or np.shape(calls) != np.shape(want["calls"]):
+        return []
+    hints = []
+    if np.any(calls > 1):
+        n = int(np.max(calls))
+        hints.append(f"A node reached by two paths was processed twice (one _backward ran {n} times): keep a "
+                     f"`visited` set so each node appears once in the topological order.")
+    if np.any(calls == 0):
+        hints.append("Some nodes' _backward never ran: the topological order must contain every node "
+                     "of the graph (follow node._prev all the way to the leaves).")
+    return hints
 
 
 def _wrong_forward_order(c):
@@ -214,29 +236,10 @@ def _wrong_forward_order(c):
     return _grads(nodes)
 
 
-def _wrong_no_visited(c):
-    nodes = build_graph(c["program"])
-    order = []
-
-    def visit(v):                          # no `visited` set: shared nodes are listed once per path
-        if len(order) > 20000:
-            raise RecursionError("too many paths")
-        for child in v._prev:
-            visit(child)
-        order.append(v)
-    visit(nodes[-1])
-    nodes[-1].grad = 1.0
-    for v in reversed(order):
-        v._backward()
-    return _grads(nodes)
-
-
 _backward_mistakes = [
     ("The gradients are propagated in the wrong order: call _backward from the root back to the "
      "leaves, i.e. over reversed(topological order), so a node's grad is complete before it is passed on.",
      _wrong_forward_order),
-    ("A node reached by two paths was processed twice: keep a `visited` set so each node appears "
-     "once in the topological order.", _wrong_no_visited),
 ]
 
 
@@ -247,16 +250,20 @@ def _checks():
         ("pow_backward", ("da",), _call_pow, _pow_ref, _pow_mistakes, _pow_cases_visible, _pow_cases_hidden, (1, 1)),
         ("exp_backward", ("da",), _call_unary, _exp_ref, _exp_mistakes, _exp_visible, _exp_hidden, (1, 1)),
         ("tanh_backward", ("da",), _call_unary, _tanh_ref, _tanh_mistakes, _tanh_visible, _tanh_hidden, (1, 1)),
-        ("backward", ("grad",), _call_backward, _backward_ref, _backward_mistakes,
+        ("backward", ("grad", "calls"), _call_backward, _backward_ref, _backward_mistakes,
          _backward_cases_visible, _backward_cases_hidden, (2, 3)),
     ]
     hints = {"backward": "Set root.grad = 1, then call node._backward() for every node from the root "
                          "back to the leaves (reversed topological order), each node once. "
-                         "grad[i] is node i in the order the graph was built; the leaves come first."}
+                         "grad[i] is node i in the order the graph was built; the leaves come first; "
+                         "calls[i] counts how often node i's _backward ran."}
     out = []
     for name, outputs, call, ref, mistakes, vis, hid, (pv, ph) in spec:
-        out.append(Check(f"{name}_visible", A, pv, name, outputs, vis, call, ref, mistakes, hint=hints.get(name, "")))
-        out.append(Check(f"{name}_hidden", A, ph, name, outputs, hid, call, ref, mistakes, hint=hints.get(name, "")))
+        diag = _backward_diagnose if name == "backward" else None
+        out.append(Check(f"{name}_visible", A, pv, name, outputs, vis, call, ref, mistakes,
+                         hint=hints.get(name, ""), diagnose=diag))
+        out.append(Check(f"{name}_hidden", A, ph, name, outputs, hid, call, ref, mistakes,
+                         hint=hints.get(name, ""), diagnose=diag))
     return out
 
 

@@ -30,7 +30,7 @@ TIME_LIMIT = 20.0   # seconds per check; under nbgrader's 30 s cell timeout, so 
 
 class Check:
     def __init__(self, check_id, assignment, points, fn_name, outputs, cases, call, reference,
-                 mistakes=(), tol=1e-6, describe=None, hint="", batch_size=None):
+                 mistakes=(), tol=1e-6, describe=None, hint="", batch_size=None, diagnose=None):
         self.id, self.assignment, self.points = check_id, assignment, points
         self.fn_name, self.outputs = fn_name, tuple(outputs)
         self._cases, self._call, self._reference = cases, call, reference
@@ -38,6 +38,7 @@ class Check:
         self.describe = describe or (lambda case: case.get("name", ""))
         self.batch_size = batch_size or (lambda case: None)
         self.hidden = check_id.endswith("_hidden")
+        self.diagnose = diagnose          # optional fn(case, got, want) -> list of hints
 
     def cases(self):
         rng = np.random.default_rng(zlib.crc32(self.id.encode()))
@@ -114,7 +115,10 @@ def judge(check, results):
         label = check.describe(case)
         where = f" on case {i + 1} of {len(cases)}" + (f" ({label})" if label else "")
         if isinstance(got, str):
-            return Verdict(check.id, False, f"✗ {title}: {got}{where}.")
+            msg = f"✗ {title}: {got}{where}."
+            if got.startswith("raised") and check.hint:
+                msg += "\n  Hint: " + check.hint
+            return Verdict(check.id, False, msg)
         want = check.reference(case)
         problems = []
         for name in check.outputs:
@@ -134,6 +138,11 @@ def judge(check, results):
                 if any(_matches(got.get(k), v, 1e-6) for k, v in bad.items()
                        if not _matches(v, want.get(k), 1e-9)):
                     known.append(hint)
+            if check.diagnose is not None:
+                try:
+                    known += [h for h in check.diagnose(case, got, want) if h not in known]
+                except Exception:          # noqa: BLE001  (odd arrays: no extra hint)
+                    pass
             lines = [f"✗ {title}: wrong{where}."] + ["  - " + p for p in problems]
             if known:
                 lines.append("  Hint: " + " ".join(known))

@@ -1,0 +1,158 @@
+"""A temporary copy of the course, graded by the real nbgrader command line.
+
+``graded(assignment)`` runs, once per pytest session and assignment:
+generate_assignment, then one ``nbgrader autograde`` over every "student"
+(the solution, the untouched exercise, and every wrong implementation of
+tests/mutants/<assignment>.py injected into the solution's code cells),
+then ``nbgrader export``. Grading tests (e2e and wrong implementations)
+share that one run: autograding costs a kernel start per notebook.
+
+BPLIB_FAST=1 is set for the kernels: the notebooks' training cells then use
+a few hundred examples and one epoch (see each notebook's first cell).
+"""
+import atexit
+import csv
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backward",
+               "lstm_backward", "policy_gradient")
+
+
+def env():
+    e = dict(os.environ)
+    e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"   # nbgrader calls `alembic`
+    e["BPLIB_FAST"] = "1"
+    e.pop("BPLIB_RECORD_DIR", None)
+    return e
+
+
+def nbgrader(course, *args, timeout=600):
+    r = subprocess.run([str(VENV_BIN / "nbgrader"), *args, "--log-level=WARN"], cwd=course, env=env(),
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"nbgrader {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def make_course(assignments):
+    """A fresh course folder holding nbgrader_config.py and the solutions of ``assignments``."""
+    course = Path(tempfile.mkdtemp(prefix="bp-course-"))
+    atexit.register(shutil.rmtree, course, ignore_errors=True)
+    shutil.copy(ROOT / "nbgrader_config.py", course)
+    for a in assignments:
+        shutil.copytree(ROOT / "solutions" / a, course / "solutions" / a)
+    return course
+
+
+def mutants(assignment):
+    try:
+        mod = importlib.import_module(f"mutants.{assignment}")
+    except ModuleNotFoundError:
+        return []
+    return mod.MUTANTS
+
+
+def solution_cells(nb):
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def student_notebook(exercise_nb, solution_nb, mutant=None):
+    """The exercise with its code cells filled in from the solution (one of them mutated)."""
+    nb = nbformat.from_dict(exercise_nb)
+    sol = solution_cells(solution_nb)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in sol:
+            cell.source = sol[gid].source
+    if mutant is not None:
+        gid = f"{mutant['function']}_code"
+        cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid]
+        assert cells, f"mutant {mutant['name']}: no solution cell {gid}"
+        old, new = mutant["replace"]
+        n = cells[0].source.count(old)
+        assert n == 1, f"mutant {mutant['name']}: {old!r} occurs {n} times in {gid} (must be once)"
+        cells[0].source = cells[0].source.replace(old, new)
+    return nb
+
+
+class Graded:
+    """The result of grading one assignment: scores and feedback per student."""
+
+    def __init__(self, course, assignment, students, rows):
+        self.course, self.assignment, self.students, self.rows = course, assignment, students, rows
+
+    def score(self, student):
+        row = self.rows[student]
+        return float(row["score"]), float(row["max_score"])
+
+    def notebook(self, student):
+        path = self.course / "autograded" / student / self.assignment / f"{self.assignment}.ipynb"
+        return nbformat.read(str(path), as_version=4)
+
+    def feedback(self, student):
+        """check_id -> (points awarded is full?, the text the cell printed and raised)."""
+        out = {}
+        for cell in self.notebook(student).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("grade"):
+                continue
+            text = []
+            failed = False
+            for o in cell.get("outputs", []):
+                if o.output_type == "stream":
+                    text.append(o.text)
+                elif o.output_type == "error":
+                    failed = True
+                    text.append(f"{o.ename}: {o.evalue}")
+            out[meta["grade_id"]] = (failed, "\n".join(text))
+        return out
+
+
+_POOL = None
+_FUTURES = {}
+
+
+def graded(assignment):
+    """Grade ``assignment`` (once per session). The first call starts every assignment in the
+    background, two at a time (CI has 2 cores; each autograde runs one kernel at a time)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=2)
+        atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+        for a in [assignment] + [a for a in ASSIGNMENTS if a != assignment]:
+            if (ROOT / "solutions" / a / f"{a}.ipynb").exists():
+                _FUTURES[a] = _POOL.submit(_grade, a)
+    if assignment not in _FUTURES:
+        _FUTURES[assignment] = _POOL.submit(_grade, assignment)
+    return _FUTURES[assignment].result()
+
+
+def _grade(assignment):
+    course = make_course([assignment])
+    nbgrader(course, "generate_assignment", assignment, "--force")
+    exercise = nbformat.read(str(course / "exercises" / assignment / f"{assignment}.ipynb"), as_version=4)
+    solution = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
+    students = {"solution": student_notebook(exercise, solution), "untouched": exercise}
+    for m in mutants(assignment):
+        students[f"mutant_{m['name']}"] = student_notebook(exercise, solution, m)
+    for sid, nb in students.items():
+        d = course / "submitted" / sid / assignment
+        d.mkdir(parents=True)
+        nbformat.write(nb, str(d / f"{assignment}.ipynb"))
+    nbgrader(course, "autograde", assignment, "--force", timeout=900)
+    nbgrader(course, "export", "--to", str(course / "grades.csv"))
+    with open(course / "grades.csv", newline="") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == assignment}
+    return Graded(course, assignment, students, rows)

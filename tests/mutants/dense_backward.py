@@ -1,0 +1,21 @@
+"""Wrong implementations of dense_backward that real learners write (see chain_rule.py)."""
+MUTANTS = [
+    dict(name="dW_transposed", function="dense_backward",
+         replace=("dW = x.T @ dout", "dW = dout.T @ x"), expect="transpose"),
+    dict(name="db_not_summed", function="dense_backward",
+         replace=("db = dout.sum(axis=0)", "db = dout"), expect="batch axis"),
+    dict(name="db_mean", function="dense_backward",
+         replace=("db = dout.sum(axis=0)", "db = dout.mean(axis=0)"), expect="not its mean"),
+    dict(name="dx_W_not_transposed", function="dense_backward",
+         replace=("dx = dout @ W.T", "dx = dout @ W"), expect="shape"),
+    dict(name="relu_mask_forgotten", function="relu_backward",
+         replace=("return dout * (x > 0)", "return dout"), expect="mask is missing"),
+    dict(name="relu_mask_from_dout", function="relu_backward",
+         replace=("return dout * (x > 0)", "return dout * (dout > 0)"), expect="forward INPUT"),
+    dict(name="softmax_no_1_over_N", function="softmax_cross_entropy",
+         replace=("return float(loss), dlogits / N", "return float(loss), dlogits"), expect="1/N"),
+    dict(name="softmax_onehot_not_subtracted", function="softmax_cross_entropy",
+         replace=("dlogits[np.arange(N), labels] -= 1", "pass"), expect="one-hot"),
+    dict(name="softmax_no_max_shift", function="softmax_cross_entropy",
+         replace=("z = logits - logits.max(axis=1, keepdims=True)", "z = logits"), expect="overflow"),
+]
