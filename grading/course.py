@@ -1,0 +1,117 @@
+"""nbgrader course directories for one grading run, all under ``runs/<assignment>/``.
+
+    runs/<assignment>/
+      course/            template: source/ (a copy of solutions/<a>/), release/, gradebook.db
+      work/w0, w1, ...   one course directory per worker (a copy of the template)
+      jupyter/kernels/bplib-grader/kernel.json   the sandboxed kernel every notebook runs in
+      normalized/        the copies nbgrader grades (one per student, rebuilt by inspect_nb)
+      records/<student>/ what each check recorded, verified out of process
+      feedback/<student>.html
+      grades.csv
+"""
+import json
+import logging
+import os
+import shutil
+import sys
+
+from traitlets.config import Config
+
+KERNEL = "bplib-grader"
+COURSE_ID = "backprop"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def prepare_environment(alembic_head=None):
+    """nbgrader runs the ``alembic`` command every time it opens a gradebook (seconds each on a busy
+    machine). The head revision is fixed for an nbgrader version: ask once (in process), reuse it."""
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    import nbgrader.api
+    if getattr(nbgrader.api.get_alembic_version, "head", None):
+        return nbgrader.api.get_alembic_version.head
+    if alembic_head is None:
+        from alembic.config import Config as AlembicConfig
+        from alembic.script import ScriptDirectory
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", os.path.join(os.path.dirname(nbgrader.api.__file__), "alembic"))
+        alembic_head = ScriptDirectory.from_config(cfg).get_current_head()
+    cached = lambda: alembic_head   # noqa: E731
+    cached.head = alembic_head
+    nbgrader.api.get_alembic_version = cached
+    return alembic_head
+
+
+def nbgrader_config(root, timeout):
+    """The nbgrader configuration of a grading course directory (the repo's plus the sandbox)."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, Execute,
+                                        GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
+    from .preprocessors import CapOutput
+
+    c = Config()
+    c.CourseDirectory.root = root
+    c.CourseDirectory.course_id = COURSE_ID
+    c.CourseDirectory.source_directory = "source"
+    c.CourseDirectory.release_directory = "release"
+    c.Execute.timeout = timeout
+    c.Execute.kernel_name = KERNEL
+    c.Execute.startup_timeout = 120
+    c.Autograde.autograde_preprocessors = [Execute, CapOutput, IgnorePattern, ClearMetadataPreprocessor,
+                                           LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    # feedback never shows hidden test code (nbgrader's default feedback does: issues 917, 1363)
+    c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    c.ClearHiddenTests.enforce_metadata = False
+    c.Application.log_level = logging.WARNING
+    return c
+
+
+def api_for(root, timeout, alembic_head=None):
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    prepare_environment(alembic_head)
+
+    cfg = nbgrader_config(root, timeout)
+    return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
+
+
+def make_template(out, assignment, source_dir, timeout):
+    """Copy the instructor's assignment folder and run generate_assignment; returns the release notebook path."""
+    src = os.path.join(source_dir, assignment)
+    nb = os.path.join(src, f"{assignment}.ipynb")
+    if not os.path.isfile(nb):
+        raise SystemExit(f"grading: no source notebook {nb} (is ASSIGNMENT={assignment} right?)")
+    root = os.path.join(out, "course")
+    shutil.copytree(src, os.path.join(root, "source", assignment),
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    api = api_for(root, timeout)
+    res = api.generate_assignment(assignment, force=True, create=True)
+    release = os.path.join(root, "release", assignment, f"{assignment}.ipynb")
+    if not res.get("success") or not os.path.isfile(release):
+        raise SystemExit(f"grading: nbgrader generate_assignment {assignment} failed:\n"
+                         f"{res.get('error') or res.get('log')}")
+    return release
+
+
+def write_kernelspec(out):
+    """A kernelspec whose launcher is grading/kernel_launcher.py (limits, hidden paths, own uid)."""
+    d = os.path.join(out, "jupyter", "kernels", KERNEL)
+    os.makedirs(d, exist_ok=True)
+    spec = {"argv": [sys.executable, os.path.join(HERE, "kernel_launcher.py"), "-f", "{connection_file}"],
+            "display_name": "Python 3 (grading sandbox)", "language": "python",
+            "interrupt_mode": "signal"}
+    with open(os.path.join(d, "kernel.json"), "w") as f:
+        json.dump(spec, f, indent=1)
+    return os.path.join(out, "jupyter")
+
+
+def make_worker_dirs(out, n):
+    template = os.path.join(out, "course")
+    dirs = []
+    for k in range(n):
+        d = os.path.join(out, "work", f"w{k}")
+        shutil.copytree(template, d)
+        dirs.append(d)
+    return dirs

@@ -1,0 +1,234 @@
+"""Start one student's kernel in a sandbox: ``python kernel_launcher.py -f <connection file> ...``.
+
+The grading kernelspec points here instead of at ``ipykernel_launcher``. Run as a
+script (not imported from the grading package), before the kernel exists:
+
+1. Hide paths (mount namespace, when running as root): every directory in
+   ``GRADING_HIDE`` (the instructor's solutions, .git, the original submissions,
+   runs/ with the other students' copies, the other sandboxes) is covered by an
+   empty read-only tmpfs in this process's private mount table. Only this
+   student's sandbox is bound back.
+2. Limits (``resource.setrlimit``): address space ``GRADING_MEM_MB``, CPU time
+   ``GRADING_CPU_S``, file size, process count, no core dumps.
+3. No root: switch to the worker slot's own uid ``GRADING_UID`` (a different
+   uid per parallel worker, so two kernels cannot read each other's files or
+   /proc entries, and the student cannot undo the mounts).
+4. cwd, HOME, TMPDIR, IPYTHONDIR, MPLCONFIGDIR = the sandbox; the kernel's
+   own stdout/stderr go to ``kernel.log`` there; an IPython startup file caps
+   the output of every cell at ``GRADING_OUTPUT_CHARS`` characters.
+
+Then it execs ``python -m ipykernel_launcher``. What it writes for the worker:
+``kernel.pid`` and ``isolation.txt`` (what of the above was in force).
+"""
+import ctypes
+import os
+import resource
+import signal
+import sys
+
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
+
+STARTUP = r'''
+def _grading_cap_output():
+    """Cap what one cell may print (the grader installs this; the cap resets at every cell)."""
+    import os, sys
+    from IPython import get_ipython
+    limit = int(os.environ.get("GRADING_OUTPUT_CHARS", "100000"))
+    state = {"n": 0, "cut": False}
+
+    def reset(*args, **kwargs):
+        state["n"], state["cut"] = 0, False
+
+    def wrap(stream):
+        write = stream.write
+
+        def capped(s):
+            if not isinstance(s, str):
+                return write(s)
+            room = limit - state["n"]
+            state["n"] += len(s)
+            if room > 0:
+                write(s if len(s) <= room else s[:room])
+            if state["n"] > limit and not state["cut"]:
+                state["cut"] = True
+                write("\n[grader: the output of this cell was cut after %d characters]\n" % limit)
+            return len(s)
+        stream.write = capped
+
+    wrap(sys.stdout)
+    wrap(sys.stderr)
+    get_ipython().events.register("pre_run_cell", reset)
+
+
+_grading_cap_output()
+del _grading_cap_output
+
+
+def _grading_mnist_cache():
+    """The same MNIST arrays, read from the grader's uncompressed copy (not 3-6 s of gunzip per kernel)."""
+    import os
+    path = os.environ.get("GRADING_MNIST_CACHE")
+    if not path or not os.path.isfile(path):
+        return
+    try:
+        import functools
+        import numpy as np
+        import bplib.data
+    except Exception:
+        return
+    if not hasattr(bplib.data, "_mnist_arrays"):
+        return
+
+    @functools.lru_cache(maxsize=1)
+    def _mnist_arrays():
+        with np.load(path) as d:
+            return d["x_train"], d["y_train"], d["x_test"], d["y_test"]
+    bplib.data._mnist_arrays = _mnist_arrays
+
+
+_grading_mnist_cache()
+del _grading_mnist_cache
+'''
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(libc, src, target, fstype, flags, data=None):
+    enc = lambda s: s.encode() if s is not None else None   # noqa: E731
+    if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def hide_paths(paths, keep):
+    """Cover each path with an empty tmpfs in a new mount namespace; bind the ``keep`` paths back."""
+    libc = _libc()
+    if libc.unshare(CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
+    fds = {k: os.open(k, os.O_RDONLY | os.O_DIRECTORY) for k in keep if os.path.isdir(k)}
+    hidden = []
+    for p in sorted(set(os.path.realpath(p) for p in paths if p)):
+        if not os.path.lexists(p) or any(p == h or p.startswith(h + os.sep) for h in hidden):
+            continue
+        if os.path.isdir(p):
+            _mount(libc, "none", p, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+            for k, fd in fds.items():
+                if k.startswith(p + os.sep):
+                    os.makedirs(k, exist_ok=True)
+                    _mount(libc, f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+        else:
+            _mount(libc, "/dev/null", p, None, MS_BIND)
+        hidden.append(p)
+    for fd in fds.values():
+        os.close(fd)
+    return hidden
+
+
+def reachable_by_others(path):
+    """Can a process of another uid reach ``path`` (every parent directory o+x, the file o+r)?"""
+    path = os.path.realpath(path)
+    parts = path.split(os.sep)
+    for i in range(1, len(parts)):
+        d = os.sep.join(parts[:i]) or os.sep
+        if not os.stat(d).st_mode & 0o001:
+            return False
+    return bool(os.stat(path).st_mode & 0o004)
+
+
+def _chown_tree(path, uid, gid):
+    for root, dirs, files in os.walk(path):
+        os.chown(root, uid, gid)
+        for f in files:
+            os.chown(os.path.join(root, f), uid, gid)
+
+
+def main(argv):
+    sandbox = os.path.realpath(os.environ["GRADING_SANDBOX"])
+    conn = argv[argv.index("-f") + 1]
+    rest = [a for i, a in enumerate(argv) if a != "-f" and (i == 0 or argv[i - 1] != "-f")]
+    with open(conn) as f:
+        conn_text = f.read()
+    with open(os.path.join(sandbox, "kernel.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    notes = []
+    is_root = os.geteuid() == 0
+    if is_root:
+        try:
+            interpreter = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+            keep = {sandbox, interpreter, os.path.realpath(sys.base_prefix)}
+            cache = os.environ.get("GRADING_MNIST_CACHE")
+            if cache:
+                keep.add(os.path.dirname(os.path.realpath(cache)))
+            keep = sorted(keep)
+            hidden = hide_paths(os.environ.get("GRADING_HIDE", "").split(os.pathsep), keep)
+            notes.append("mount-namespace hides: " + " ".join(hidden))
+        except OSError as e:
+            notes.append(f"no mount namespace ({e})")
+
+    # the files the kernel needs, inside the sandbox
+    new_conn = os.path.join(sandbox, "connection.json")
+    with open(new_conn, "w") as f:
+        f.write(conn_text)
+    ipydir = os.path.join(sandbox, ".ipython")
+    os.makedirs(os.path.join(ipydir, "profile_default", "startup"), exist_ok=True)
+    with open(os.path.join(ipydir, "profile_default", "startup", "00-grading.py"), "w") as f:
+        f.write(STARTUP)
+    for d in ("tmp", ".config", "records"):
+        os.makedirs(os.path.join(sandbox, d), exist_ok=True)
+    record_dir = os.environ.get("BPLIB_RECORD_DIR")
+    if record_dir:
+        os.makedirs(record_dir, exist_ok=True)
+
+    uid = int(os.environ.get("GRADING_UID", "-1"))
+    drop = is_root and uid > 0 and reachable_by_others(sys.executable)
+    if drop:
+        _chown_tree(sandbox, uid, uid)
+        os.chmod(sandbox, 0o700)
+
+    # limits (set before dropping root: a non-root process can only lower them)
+    mem = int(os.environ.get("GRADING_MEM_MB", "0"))
+    if mem > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (mem << 20, mem << 20))
+    cpu = int(os.environ.get("GRADING_CPU_S", "0"))
+    if cpu > 0:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 20, 256 << 20))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # too-large writes fail with an error instead
+    if drop:
+        resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        notes.append(f"runs as uid {uid}")
+    else:
+        notes.append("runs as the grader's own uid" + (" (the Python interpreter is not readable by "
+                     "other users)" if is_root else " (not root: no uid switch, no mount namespace)"))
+    notes.append(f"limits: memory {mem} MB, cpu {cpu} s")
+    with open(os.path.join(sandbox, "isolation.txt"), "w") as f:
+        f.write("\n".join(notes) + "\n")
+
+    env = os.environ
+    for k in ("GRADING_HIDE", "JUPYTER_PATH", "PYTHONPATH", "PYTHONSTARTUP"):
+        env.pop(k, None)
+    env.update(HOME=sandbox, TMPDIR=os.path.join(sandbox, "tmp"), IPYTHONDIR=ipydir,
+               MPLCONFIGDIR=os.path.join(sandbox, ".config"), MPLBACKEND="Agg",
+               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
+    os.chdir(sandbox)
+    log = os.open(os.path.join(sandbox, "kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", new_conn,
+                              "--IPKernelApp.capture_fd_output=False"] + rest[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv)
