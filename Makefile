@@ -55,3 +55,11 @@ exercises: $(STAMP)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis
+
+# Grade a class: make grade ASSIGNMENT=dense_backward SUBMISSIONS=path/to/folder-or.zip
+# (working copies, feedback and grades.csv in runs/<assignment>/; the originals are only read).
+# Extra options (see python -m grading --help) in GRADE_ARGS, e.g. GRADE_ARGS="--timeout 60".
+.PHONY: grade
+grade: $(STAMP)
+	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or .zip>"; exit 2; }
+	$(PY) -m grading $(ASSIGNMENT) "$(SUBMISSIONS)" $(GRADE_ARGS)
