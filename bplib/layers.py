@@ -296,7 +296,10 @@ def _maxpool_fast_backward(dout, x, out, k, s):
             won = x[:, :, rows, cols] == out
             won &= unclaimed                                # ties go to the first maximum
             unclaimed ^= won
-            dx[:, :, rows, cols] += dout * won              # overlapping windows add up
+            if s >= k:                                      # windows do not overlap: write
+                np.multiply(dout, won, out=dx[:, :, rows, cols])
+            else:                                           # overlapping windows add up
+                dx[:, :, rows, cols] += dout * won
     return dx
 
 
