@@ -1,0 +1,22 @@
+"""Wrong implementations of conv_backward that real learners write (see chain_rule.py)."""
+MUTANTS = [
+    dict(name="padding_not_cropped", function="conv2d_backward",
+         replace=("dx = dxp[:, :, p:p + H, p:p + Wd]", "dx = dxp"), expect="crop the padding"),
+    dict(name="db_only_over_batch", function="conv2d_backward",
+         replace=("db = dout.sum(axis=(0, 2, 3))", "db = dout.sum(axis=0)"), expect="every output position"),
+    dict(name="kernel_flipped_in_dx", function="conv2d_backward",
+         replace=("np.einsum(\"nfij,fc->ncij\", dout, W[:, :, di, dj])",
+                  "np.einsum(\"nfij,fc->ncij\", dout, W[:, :, k - 1 - di, k - 1 - dj])"), expect="flipped"),
+    dict(name="stride_ignored", function="conv2d_backward",
+         replace=("slice(di, di + s * Ho, s), slice(dj, dj + s * Wo, s)", "slice(di, di + Ho), slice(dj, dj + Wo)"),
+         expect="stride"),
+    dict(name="pool_gradient_to_every_input", function="maxpool2d_backward",
+         replace=("(winner * dout[:, :, i, j][:, :, None])", "(np.ones_like(winner) * dout[:, :, i, j][:, :, None])"),
+         expect="only to the max"),
+    dict(name="pool_overlap_overwritten", function="maxpool2d_backward",
+         replace=("dx[:, :, i * s:i * s + k, j * s:j * s + k] += \\", "dx[:, :, i * s:i * s + k, j * s:j * s + k] = \\"),
+         expect="overlapping windows"),
+    dict(name="pool_average", function="maxpool2d_backward",
+         replace=("(winner * dout[:, :, i, j][:, :, None])", "(np.ones_like(winner) * dout[:, :, i, j][:, :, None] / (k * k))"),
+         expect="average pooling"),
+]
