@@ -428,6 +428,113 @@ def test_conv_output_size():
 
 
 # ----------------------------------------------------------------------------
+# 2b. the layer classes compute exactly what the book's functions compute
+#     (the classes run faster layouts: any memory order, float32 or float64, ties)
+# ----------------------------------------------------------------------------
+def in_order(a, order):
+    """The same values in another memory layout: C order, batch innermost, or Fortran."""
+    if order == "C":
+        return np.ascontiguousarray(a)
+    if order == "F":
+        return np.asfortranarray(a)
+    axes = tuple(range(1, a.ndim)) + (0,)                   # batch innermost, seen as (N, ...)
+    return np.ascontiguousarray(a.transpose(axes)).transpose((a.ndim - 1,) + tuple(range(a.ndim - 1)))
+
+
+def assert_same(got, want, dtype):
+    rtol, atol = (1e-12, 1e-12) if dtype == F64 else (2e-5, 2e-5)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+orders = st.sampled_from(["C", "F", "batch-innermost"])
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+@FEW
+@given(case=conv_cases(), seed=seeds, dtype=dtypes, xo=orders, do=orders)
+def test_conv2d_class_equals_the_functions(case, seed, dtype, xo, do):
+    N, C, F, H, W, k, s, p = case
+    rng = np.random.default_rng(seed)
+    layer = L.Conv2D(C, F, k, stride=s, padding=p, rng=rng, dtype=dtype)
+    randomize_bias(layer, rng)
+    x = in_order(rng.standard_normal((N, C, H, W)).astype(dtype), xo)
+    Wt, b = (layer.params[n].astype(F64) for n in "Wb")
+    out = layer.forward(x)
+    assert out.dtype == dtype
+    assert_same(out, L.conv2d_forward(x.astype(F64), Wt, b, s, p), dtype)
+    dout = in_order(rng.standard_normal(out.shape).astype(dtype), do)
+    dx = layer.backward(dout)
+    for got, want in zip((dx, layer.grads["W"], layer.grads["b"]),
+                         L.conv2d_backward(dout.astype(F64), x.astype(F64), Wt, s, p)):
+        assert_same(got, want, dtype)
+
+
+@FEW
+@given(case=pool_cases(), seed=seeds, dtype=dtypes, xo=orders, do=orders, ties=st.booleans())
+def test_maxpool2d_class_equals_the_functions(case, seed, dtype, xo, do, ties):
+    N, C, H, W, k, s = case
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (N, C, H, W)) if ties else rng.standard_normal((N, C, H, W))  # ties: first max wins
+    x = in_order(x.astype(dtype), xo)
+    layer = L.MaxPool2D(k, stride=s)
+    out = layer.forward(x)
+    np.testing.assert_array_equal(out, L.maxpool2d_forward(x, k, s))
+    dout = in_order(rng.standard_normal(out.shape).astype(dtype), do)
+    assert_same(layer.backward(dout), L.maxpool2d_backward(dout, x, k, s), dtype)
+
+
+@FEW
+@given(N=st.integers(1, 3), T=st.integers(1, 4), D=st.integers(1, 3), H=st.integers(1, 3), seed=seeds,
+       dtype=dtypes)
+def test_lstm_class_equals_the_functions(N, T, D, H, seed, dtype):
+    rng = np.random.default_rng(seed)
+    layer = L.LSTM(D, H, rng=rng, dtype=dtype)
+    randomize_bias(layer, rng)
+    x = rng.standard_normal((N, T, D)).astype(dtype)
+    Wx, Wh, b = (layer.params[n].astype(F64) for n in ("Wx", "Wh", "b"))
+    out = layer.forward(x)
+    want, cache = L.lstm_forward(x.astype(F64), np.zeros((N, H)), Wx, Wh, b)
+    assert_same(out, want, dtype)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = layer.backward(dout)
+    dx_, _, dWx, dWh, db = L.lstm_backward(dout.astype(F64), cache)
+    for got, want in [(dx, dx_), (layer.grads["Wx"], dWx), (layer.grads["Wh"], dWh), (layer.grads["b"], db)]:
+        assert_same(got, want, dtype)
+
+
+def test_lstm_plugged_in_backward_gets_the_book_cache():
+    """A learner's lstm_backward is handed lstm_forward's cache, and trains the same layer."""
+    seen = []
+
+    def mine(dout, cache):
+        seen.append(sorted(cache))
+        return L.lstm_backward(dout, cache)
+    rng = np.random.default_rng(0)
+    layer = L.LSTM(3, 2, rng=rng, dtype=F64, backward_fn=mine)
+    randomize_bias(layer, rng)
+    check_layer(layer, rng.standard_normal((2, 4, 3))).assert_ok()
+    _, book = L.lstm_forward(np.zeros((1, 1, 3)), np.zeros((1, 2)), *layer.params.values())
+    assert seen and seen[0] == sorted(book)
+
+
+def test_conv2d_without_input_grad_still_gives_weight_grads():
+    rng = np.random.default_rng(0)
+    full = L.Conv2D(2, 3, 3, padding=1, rng=np.random.default_rng(1), dtype=F64)
+    first = L.Conv2D(2, 3, 3, padding=1, rng=np.random.default_rng(1), dtype=F64, input_grad=False)
+    x = rng.standard_normal((2, 2, 5, 5))
+    dout = rng.standard_normal(full.forward(x).shape)
+    first.forward(x)
+    assert full.backward(dout) is not None and first.backward(dout) is None
+    for k in ("W", "b"):
+        np.testing.assert_allclose(first.grads[k], full.grads[k], rtol=1e-12)
+    model = L.Sequential(first, L.ReLU(), L.Flatten(), L.Dense(75, 2, rng=rng, dtype=F64))
+    report = check_layer(model, x)
+    assert [r.name for r in report.reports if not r.ok] == ["dx"]     # only dx is missing, by request
+    assert "is None" in report["dx"].message
+
+
+# ----------------------------------------------------------------------------
 # 3. forward passes against slow loops
 # ----------------------------------------------------------------------------
 @FEW
@@ -688,6 +795,61 @@ def test_lstm_broken_backward_is_rejected(bug):
     x = rng.standard_normal((2, 4, 3))
     lstm.backward_fn = lambda dout, cache: lstm_bptt(dout, x, *lstm.params.values(), bug=bug)
     rejected(check_layer(lstm, x))
+
+
+def _module_check(which, bug):
+    """check_gradients on a module-level backward function, with an optional bug spliced in."""
+    rng = np.random.default_rng(4)
+    if which == "dense":
+        x, W, b = rng.standard_normal((5, 4)), rng.standard_normal((4, 3)), rng.standard_normal(3)
+        dout = rng.standard_normal((5, 3))
+        dx, dW, db = L.dense_backward(dout, x, W)
+        if bug:
+            dW = dout.T @ x
+        return check_gradients(lambda: np.sum(L.dense_forward(x, W, b) * dout), dict(dx=x, dW=W, db=b),
+                               dict(dx=dx, dW=dW, db=db))
+    if which == "conv":
+        x, W, b = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+        dout = rng.standard_normal((2, 3, 3, 3))
+        grads = L.conv2d_backward(dout, x, W, 2, 1)
+        if bug:
+            grads = L.conv2d_backward(dout, np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), W, 2, 0)
+        return check_gradients(lambda: np.sum(L.conv2d_forward(x, W, b, 2, 1) * dout),
+                               dict(dx=x, dW=W, db=b), dict(zip(["dx", "dW", "db"], grads)))
+    if which == "maxpool":
+        x = distinct(rng, (2, 2, 5, 5))
+        dout = rng.standard_normal((2, 2, 2, 2))
+        dx = pool_backward_loops(dout, x, 2, 2, route="all") if bug else L.maxpool2d_backward(dout, x, 2, 2)
+        return check_gradients(lambda: np.sum(L.maxpool2d_forward(x, 2, 2) * dout), dict(dx=x), dict(dx=dx))
+    N, D, H = 3, 2, 3
+    x, h_prev, c_prev = rng.standard_normal((N, D)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    Wx, Wh, b = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)), rng.standard_normal(4 * H)
+    dh, dc = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    _, _, cache = L.lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b)
+    grads = list(L.lstm_step_backward(dh, dc, cache, Wx))
+    f = sigmoid((x @ Wx + h_prev @ Wh + b)[:, H:2 * H])
+    if bug == "no_forget_factor":
+        grads[2] = grads[2] / f                  # dc_prev = dc, the forget gate's factor left out
+    elif bug == "dh_prev_dropped":
+        grads[1] = np.zeros_like(grads[1])
+
+    def loss():
+        h, c, _ = L.lstm_step_forward(x, h_prev, c_prev, Wx, Wh, b)
+        return np.sum(h * dh) + np.sum(c * dc)
+    names = ["dx", "dh_prev", "dc_prev", "dWx", "dWh", "db"]
+    return check_gradients(loss, dict(zip(names, [x, h_prev, c_prev, Wx, Wh, b])), dict(zip(names, grads)))
+
+
+@pytest.mark.parametrize("which, bug, words", [
+    ("dense", "transposed dW", "transpose"),
+    ("conv", "padding not cropped", "has shape (2, 2, 7, 7), expected (2, 2, 5, 5)"),
+    ("maxpool", "gradient to every input", "mask"),
+    ("lstm_step", "no_forget_factor", "dc_prev"),
+    ("lstm_step", "dh_prev_dropped", "all zeros"),
+])
+def test_broken_module_functions_are_rejected(which, bug, words):
+    _module_check(which, None).assert_ok()
+    assert words in str(_module_check(which, bug)) and not _module_check(which, bug).ok
 
 
 def test_sequential_names_the_broken_layer():
