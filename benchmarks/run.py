@@ -239,6 +239,9 @@ def check_agreement(tol=1e-10):
 # ----------------------------------------------------------------------------
 # 2. timings in float32
 # ----------------------------------------------------------------------------
+CLOCK = time.perf_counter          # main() switches to CPU time when both libraries run one thread
+
+
 def time_pair(fn_a, fn_b, repeats, warmup=3):
     """Interleaved timings (ms) of two callables: lists ``(times_a, times_b)``."""
     for _ in range(warmup):
@@ -247,9 +250,9 @@ def time_pair(fn_a, fn_b, repeats, warmup=3):
     ta, tb = [], []
     for r in range(repeats):
         for fn, acc in ((fn_a, ta), (fn_b, tb)) if r % 2 == 0 else ((fn_b, tb), (fn_a, ta)):
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             fn()
-            acc.append((time.perf_counter() - t0) * 1e3)
+            acc.append((CLOCK() - t0) * 1e3)
     return ta, tb
 
 
@@ -309,6 +312,14 @@ def bench_mnist_epoch(repeats, steps=40):
 # ----------------------------------------------------------------------------
 # 3. peak memory of a bplib MNIST run, in a fresh process (torch not imported)
 # ----------------------------------------------------------------------------
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
 def memory_child(steps):
     x, y = mnist_train_float32()
     model = lenet(np.float32)
@@ -336,8 +347,6 @@ def measure_memory(steps):
         print(f"memory run failed:\n{res.stdout}{res.stderr}")
         return None
     _, mb, steps, dt, first, last = line.split()
-    print(f"peak memory (maxrss) of a bplib MNIST run, full training set as float32, {steps} LeNet steps: "
-          f"{float(mb):.0f} MB (target < 1024 MB); {float(dt):.1f} s; loss {first} -> {last}")
     return float(mb)
 
 
@@ -345,8 +354,10 @@ def measure_memory(steps):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=30, help="timed runs per workload and library")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="threads for numpy's BLAS and torch alike (default: whatever numpy uses)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads for numpy's BLAS and torch alike (default 1; 0: whatever numpy uses)")
+    ap.add_argument("--wall", action="store_true",
+                    help="time wall-clock instead of process CPU time (always so with more than 1 thread)")
     ap.add_argument("--quick", action="store_true", help="few repeats, for a smoke test")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     ap.add_argument("--only", choices=WORKLOADS, nargs="*", help="time only these workloads")
@@ -355,16 +366,27 @@ def main(argv=None):
     if args.memory_child is not None:
         return memory_child(args.memory_child)
 
-    global torch
+    # the memory run first, in a child process: a child started later would inherit
+    # this process's (torch-sized) peak in its maxrss
+    memory = None if args.no_memory else measure_memory(300)
+
+    global torch, CLOCK
     import torch
     threads = blas_threads(set_to=args.threads)
     torch.set_num_threads(threads)
+    if threads == 1 and not args.wall:
+        CLOCK = time.process_time
     repeats = 5 if args.quick else args.repeats
     print(f"bplib vs PyTorch CPU -- {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}")
-    print(f"threads: numpy BLAS {threads}, torch.set_num_threads({threads}) -> {torch.get_num_threads()} "
-          f"(matched, so that matmuls get the same cores; numpy's elementwise ops use one)")
+    print(f"machine: {platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}, numpy {np.__version__}, "
+          f"torch {torch.__version__}")
+    print(f"threads: numpy BLAS {threads}, torch.set_num_threads({threads}) -> {torch.get_num_threads()}. "
+          + ("One thread each: numpy's elementwise work runs on one core anyway, so this compares the "
+             "code, not the threading; and on a shared machine idle threads of one library spin on "
+             "the cores the other needs. Use --threads 0 for numpy's default." if threads == 1 else
+             "Matched, so that both libraries' matmuls use the same cores."))
+    print(f"clock: {'process CPU time (time.process_time): time the scheduler gives other processes is not counted' if CLOCK is time.process_time else 'wall clock (time.perf_counter)'}")
     check_agreement()
 
     benches = {"lenet_step": (bench_lenet, repeats, "ms"),
@@ -388,8 +410,9 @@ def main(argv=None):
               f"{mb:>13.2f} {f'({min(b):.2f}-{max(b):.2f})':>17} {ma / mb:>6.2f}")
     print(f"(medians of {repeats} interleaved runs after warm-up; conv2d {2 * repeats}; "
           f"mnist_epoch: {max(3, repeats // 6)} runs of 40 real batches, scaled to 60000/64 steps)\n")
-    if not args.no_memory:
-        measure_memory(300)
+    if memory is not None:
+        print(f"peak memory (maxrss) of a bplib MNIST run (full training set as float32, 300 LeNet "
+              f"steps, own process): {memory:.0f} MB (target < 1024 MB)\n")
     for name, (a, b, unit) in results.items():
         print(f"ratio {name} {statistics.median(a) / statistics.median(b):.2f}")
 
