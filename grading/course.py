@@ -48,7 +48,7 @@ def nbgrader_config(root, timeout):
     from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, Execute,
                                         GetGrades, IgnorePattern, LimitOutput, SaveAutoGrades)
-    from .preprocessors import CapOutput
+    from .preprocessors import CapOutput, HideTestTracebacks
 
     c = Config()
     c.CourseDirectory.root = root
@@ -60,8 +60,10 @@ def nbgrader_config(root, timeout):
     c.Execute.startup_timeout = 120
     c.Autograde.autograde_preprocessors = [Execute, CapOutput, IgnorePattern, ClearMetadataPreprocessor,
                                            LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    # feedback never shows hidden test code (nbgrader's default feedback does: issues 917, 1363)
-    c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+    # feedback never shows hidden test code, in the cell or in a traceback
+    # (nbgrader's default feedback does: issues 917, 1363)
+    c.GenerateFeedback.preprocessors = [GetGrades, HideTestTracebacks, ClearHiddenTests,
+                                         CSSHTMLHeaderPreprocessor]
     c.ClearHiddenTests.enforce_metadata = False
     c.Application.log_level = logging.WARNING
     return c

@@ -29,3 +29,15 @@ class CapOutput(NbGraderPreprocessor):
                     if isinstance(data[mime], str) and len(data[mime]) > self.max_chars:
                         data[mime] = data[mime][:self.max_chars] + "\n[grader: output cut]"
         return cell, resources
+
+
+class HideTestTracebacks(NbGraderPreprocessor):
+    """In feedback: a failing test cell shows its verdict (``AssertionError: <message>``), not the
+    traceback, whose context lines would quote the hidden test code."""
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+        return cell, resources

@@ -1,0 +1,63 @@
+"""How long does grading a class take? Generates a class, grades it with `python -m grading`, prints the time.
+
+    python benchmarks/bench_grading.py                 # 100 students of dense_backward, all cores
+    python benchmarks/bench_grading.py --students 40 --workers 1
+
+The class: 60% correct, 30% with one wrong function, 10% unfinished (grading.synthetic).
+Prints the wall time of the whole command (collection, nbgrader autograde, clean
+verification, feedback, grades.csv), seconds per notebook, and the machine's
+load average before and after (the machine is shared: a busy one is slower).
+Not a test: nothing is asserted.
+"""
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from grading import synthetic  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--assignment", default="dense_backward")
+    p.add_argument("--students", type=int, default=100)
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--keep", action="store_true", help="keep the generated class and the run folder")
+    args = p.parse_args()
+    n = args.students
+    n_wrong, n_unfinished = int(0.3 * n), int(0.1 * n)
+    plan = ([(f"c{i:03d}", "correct") for i in range(n - n_wrong - n_unfinished)]
+            + [(f"w{i:03d}", "wrong") for i in range(n_wrong)]
+            + [(f"u{i:03d}", "unfinished") for i in range(n_unfinished)])
+    tmp = tempfile.mkdtemp(prefix="bench-grading-")
+    synthetic.make_class(args.assignment, os.path.join(tmp, "class"), plan, work=os.path.join(tmp, "release"))
+    out = os.path.join(tmp, "runs", args.assignment)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "grading", args.assignment, os.path.join(tmp, "class"), "--out", out,
+                    "--workers", str(args.workers), "--quiet"], cwd=REPO, check=True)
+    wall = time.perf_counter() - t0
+    load1 = os.getloadavg()
+    with open(os.path.join(out, "grades.csv")) as f:
+        rows = list(csv.DictReader(f))
+    ok = sum(r["status"] == "ok" for r in rows)
+    print()
+    print(f"bench_grading: {len(rows)} notebooks of {args.assignment} graded in {wall:.0f} s "
+          f"with {args.workers} workers on {os.cpu_count()} cores: {wall / len(rows):.2f} s per notebook, "
+          f"{len(rows) / wall * 60:.0f} notebooks per minute; status ok: {ok}/{len(rows)}")
+    print(f"bench_grading: load average (1 min) before {load0[0]:.1f}, after {load1[0]:.1f}")
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""The grading pipeline's parts, and a small class end to end (a Moodle-style zip, regraded twice).
+
+The end-to-end run uses the tiny assignment in tests/fixtures/grading/source/mini
+(two functions of the chain-rule chapter, checked by bplib.checks), so it is fast.
+The hostile class on the real assignment is tests/test_grading_hostile.py.
+"""
+import csv
+import hashlib
+import json
+import os
+import zipfile
+
+import nbformat
+import pytest
+
+from grading import cli, collect, inspect_nb, report, synthetic
+from grading.preprocessors import CapOutput
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(HERE, "fixtures", "grading", "source")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    work = tmp_path_factory.mktemp("release")
+    rel, src = synthetic.release_notebook("mini", SOURCE, str(work))
+    return rel, src
+
+
+# -- collect ---------------------------------------------------------------------------
+def test_student_ids():
+    assert collect.student_id("Alice Smith_12345_assignsubmission_file_") == "alice_smith_12345"
+    assert collect.student_id("bob") == "bob"
+    assert collect.student_id("Ça va?! ") == "a_va"
+    assert collect.student_id("...") == "student"
+
+
+def test_collect_shapes(tmp_path):
+    (tmp_path / "alice.ipynb").write_text("{}")
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob" / "mini.ipynb").write_text("{}")
+    (tmp_path / "bob" / "notes.txt").write_text("x")
+    (tmp_path / "carol").mkdir()
+    (tmp_path / "carol" / "homework.ipynb").write_text("{}")
+    (tmp_path / "dave.pdf").write_bytes(b"%PDF")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "erin").mkdir()
+    subs = {s.student: s for s in collect.collect(str(tmp_path), "mini")}
+    assert sorted(subs) == ["alice", "bob", "carol", "dave", "erin"]
+    assert subs["bob"].path.endswith("bob/mini.ipynb") and not subs["bob"].notes
+    assert "wrong file name: carol/homework.ipynb was graded as mini.ipynb" in subs["carol"].notes
+    assert subs["dave"].problem.startswith("not a notebook")
+    assert subs["erin"].problem == "empty folder: no files submitted"
+
+
+def test_zip_is_unpacked_safely(tmp_path):
+    z = tmp_path / "export.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("Alice Smith_1_assignsubmission_file_/mini.ipynb", "{}")
+        zf.writestr("../escape.ipynb", "{}")
+        zf.writestr("/abs.ipynb", "{}")
+        zf.writestr("__MACOSX/._mini.ipynb", "junk")
+    dest = collect.unpack_zip(str(z), str(tmp_path / "in"))
+    assert not (tmp_path / "escape.ipynb").exists()
+    subs = collect.collect(dest, "mini")
+    assert [s.student for s in subs] == ["alice_smith_1"]       # absolute and .. paths skipped
+
+
+def test_not_a_zip(tmp_path):
+    bad = tmp_path / "x.zip"
+    bad.write_text("no")
+    with pytest.raises(collect.CollectionError, match="not a readable zip"):
+        collect.unpack_zip(str(bad), str(tmp_path / "in"))
+
+
+# -- inspect ---------------------------------------------------------------------------
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"   \n", "empty file"),
+    (b"\x89PNG\r\n\x1a\n\xff\xfe", "binary file"),
+    (b'{"cells": [1,,]}', "not valid JSON (line 1"),
+    (b'[1, 2]', "not a Jupyter notebook"),
+    (b'{"hello": 1}', "not a Jupyter notebook"),
+])
+def test_unreadable_files_get_a_message(tmp_path, release, content, message):
+    p = tmp_path / "x.ipynb"
+    p.write_bytes(content)
+    prep = inspect_nb.prepare(str(p), release[0], "mini")
+    assert prep.notebook is None and message in prep.problem
+
+
+def _nb_file(tmp_path, nb):
+    p = tmp_path / "sub.ipynb"
+    nbformat.write(nb, str(p))
+    return str(p)
+
+
+def test_deleted_edited_and_relabelled_test_cells_are_restored(tmp_path, release):
+    rel, src = release
+    nb = synthetic.correct(rel, src)
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    nb.cells.remove(tests[0])                                   # deleted
+    tests[1].source = "pass"                                    # edited
+    tests[2].metadata["nbgrader"]["points"] = 50                # more points, please
+    tests[3].metadata["nbgrader"]["grade"] = False              # not graded, please
+    prep = inspect_nb.prepare(_nb_file(tmp_path, nb), rel, "mini")
+    got = [(c.metadata["nbgrader"]["grade_id"], c.metadata["nbgrader"].get("points"), c.source)
+           for c in prep.notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    want = [(c.metadata["nbgrader"]["grade_id"], c.metadata["nbgrader"].get("points"), c.source)
+            for c in rel.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert got == want                                          # same cells, same order, same points
+    flags = " | ".join(prep.flags)
+    assert "test cells deleted (put back and graded): mul_backward_visible" in flags
+    assert "locked cells edited" in flags and "mul_backward_hidden" in flags
+    assert "grading metadata changed (restored): tanh_backward_visible, tanh_backward_hidden" in flags
+
+
+def test_duplicate_and_foreign_graded_cells_lose_their_grading(tmp_path, release):
+    rel, src = release
+    nb = synthetic.correct(rel, src)
+    test = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")][0]
+    dup = nbformat.from_dict(json.loads(json.dumps(test)))
+    dup.id = "a-copy"
+    fake = nbformat.v4.new_code_cell("x = 1")
+    fake.metadata["nbgrader"] = {"grade": True, "grade_id": "free_points", "points": 99, "locked": False,
+                                 "solution": False, "schema_version": 3}
+    nb.cells += [dup, fake]
+    prep = inspect_nb.prepare(_nb_file(tmp_path, nb), rel, "mini")
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in prep.notebook.cells]
+    assert ids.count(test.metadata["nbgrader"]["grade_id"]) == 1 and "free_points" not in ids
+    assert any("appears twice" in f for f in prep.flags) and any("free_points" in f for f in prep.flags)
+
+
+def test_notebook_without_metadata_gets_the_tests_added(tmp_path, release):
+    rel, src = release
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("def mul_backward(a, b, dout):\n    return b * dout, a * dout")]
+    prep = inspect_nb.prepare(_nb_file(tmp_path, nb), rel, "mini")
+    assert sum(bool(c.metadata.get("nbgrader", {}).get("grade")) for c in prep.notebook.cells) == 4
+    assert any("no nbgrader metadata" in f for f in prep.flags)
+
+
+@pytest.mark.parametrize("code, why", [
+    ("import numpy as np\nnp.allclose = lambda *a, **k: True", "monkeypatching"),
+    ("import bplib.checks as c", "grading checks"),
+    ("check = lambda *a: None", "replaces a checking function"),
+    ("x = open('/etc/passwd').read()", "reads files"),
+    ("import os\nos._exit(0)", "exits"),
+])
+def test_scan_names_suspicious_code(code, why):
+    assert any(why in r for r in inspect_nb.scan(code))
+
+
+def test_scan_ignores_comments_and_honest_code():
+    assert inspect_nb.scan("# np.allclose = 1\nda = b * dout  # open( later\n") == []
+    assert inspect_nb.scan("np.isclose(a, b) == True") == []
+
+
+# -- output cap, status ----------------------------------------------------------------------
+def test_cap_output_cuts_long_streams():
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * 10**6)]
+    cell, _ = CapOutput(max_chars=1000).preprocess_cell(cell, {}, 0)
+    assert len(cell.outputs[0].text) < 1100 and "output cut" in cell.outputs[0].text
+
+
+def test_status_lists_problem_then_flags():
+    assert report.status_of({"problem": "", "flags": []}) == "ok"
+    assert report.status_of({"problem": "empty file", "flags": ["a", "a", "b"]}) == "empty file; a; b"
+
+
+# -- end to end: a small class from a zip, graded twice ---------------------------------------
+@pytest.fixture(scope="module")
+def small_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("small")
+    cls = base / "class"
+    synthetic.make_class("mini", str(cls), [("ann", "correct"), ("ben", "wrong"), ("cat", "unfinished")],
+                         source_dir=SOURCE, work=str(base / "release"))
+    z = base / "moodle-export.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for name, folder in [("ann", "Ann Lee_101"), ("ben", "Ben Ng_102"), ("cat", "Cat Roy_103")]:
+            zf.write(cls / f"{name}.ipynb", f"{folder}_assignsubmission_file_/mini.ipynb")
+    return base, z
+
+
+def _run(capsys, zip_path, out):
+    rc = cli.main(["mini", str(zip_path), "--source-dir", SOURCE, "--out", str(out), "--timeout", "20"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    return printed
+
+
+def test_zip_class_end_to_end_and_regrade_is_identical(small_class, capsys):
+    base, z = small_class
+    digest = hashlib.sha256(z.read_bytes()).hexdigest()
+    out = base / "runs" / "mini"
+    printed = _run(capsys, z, out)
+    lines = printed.strip().splitlines()
+    assert lines[-1] == str(out / "grades.csv")                       # the path is printed LAST
+    assert "3 of 3 submissions graded" in printed and "needs a person's look: 0" in printed
+    with open(out / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[:4] == ["student", "score", "max_score", "status"]
+    got = {r["student"]: (r["score"], r["max_score"], r["status"]) for r in rows}
+    assert got == {"ann_lee_101": ("4", "4", "ok"), "ben_ng_102": ("2", "4", "ok"), "cat_roy_103": ("0", "4", "ok")}
+    for r in rows:
+        assert os.path.isfile(r["feedback"])
+    first = (out / "grades.csv").read_text()
+
+    _run(capsys, z, out)                                                # regrade: same result
+    assert (out / "grades.csv").read_text() == first
+    assert hashlib.sha256(z.read_bytes()).hexdigest() == digest        # the original is untouched
+
+
+def test_refuses_to_work_inside_the_submissions(tmp_path, capsys):
+    (tmp_path / "a.ipynb").write_text("{}")
+    rc = cli.main(["mini", str(tmp_path), "--source-dir", SOURCE, "--out", str(tmp_path / "runs")])
+    assert rc == 2 and "must not overlap" in capsys.readouterr().err
+    assert (tmp_path / "a.ipynb").read_text() == "{}"
+
+
+def test_unknown_assignment_is_a_clear_error(tmp_path):
+    (tmp_path / "a.ipynb").write_text("{}")
+    with pytest.raises(SystemExit, match="no source notebook"):
+        cli.main(["nope", str(tmp_path), "--source-dir", SOURCE, "--out", str(tmp_path.parent / "out-nope")])
+
+
+def test_feedback_tracebacks_of_test_cells_are_reduced_to_the_verdict():
+    from grading.preprocessors import HideTestTracebacks
+    cell = nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\ncheck('x_hidden', f)\n### END HIDDEN TESTS")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "x_hidden"}
+    cell.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="✗ f: wrong",
+                                           traceback=["----> 2 check('x_hidden', f)", "AssertionError: ✗ f: wrong"])]
+    cell, _ = HideTestTracebacks().preprocess_cell(cell, {}, 0)
+    assert cell.outputs[0].traceback == ["AssertionError: ✗ f: wrong"]
