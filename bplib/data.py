@@ -86,6 +86,9 @@ def load_imdb(test_size=5000, seed=0):
     for cls in (0, 1):                    # stratified: half of the test set from each class
         idx = np.flatnonzero(labels == cls)
         n = test_size // 2 if cls == 0 else test_size - test_size // 2
+        if n >= len(idx):                 # else the test part would silently come out smaller
+            raise ValueError(f"load_imdb: test_size {test_size} needs {n} reviews of label {cls}, "
+                             f"and there are {len(idx)} (keep at least one for training)")
         test_idx.append(rng.permutation(idx)[:n])
     test_idx = np.sort(np.concatenate(test_idx))
     is_test = np.zeros(len(texts), dtype=bool)

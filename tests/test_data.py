@@ -103,6 +103,9 @@ def test_imdb_test_size_and_bad_sizes():
     for bad in (0, -5, 10**6):
         with pytest.raises(ValueError, match=f"load_imdb: test_size must be between 1 and .*got {bad}"):
             load_imdb(test_size=bad)
+    # below the total but more than one class holds: an error, not a smaller test set
+    with pytest.raises(ValueError, match="load_imdb: test_size 24880 needs 12440 reviews of label 0"):
+        load_imdb(test_size=24880)
 
 
 # ----------------------------------------------------------------------------
