@@ -660,7 +660,7 @@ class MaxPool2D(Layer):
     """
 
     def __init__(self, kernel_size, stride=None, *, backward_fn=None):
-        self.kernel_size, self.stride = kernel_size, stride or kernel_size
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
         if self.kernel_size < 1 or self.stride < 1:
             raise ValueError(f"MaxPool2D: kernel_size and stride must be >= 1, got {kernel_size}, {stride}")
         self.backward_fn = backward_fn or maxpool2d_backward

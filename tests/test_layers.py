@@ -1015,7 +1015,8 @@ def test_conv2d_rejects_bad_hyperparameters(kwargs):
 
 
 def test_maxpool2d_and_sequential_reject_bad_arguments():
-    with pytest.raises(ValueError, match="MaxPool2D"):
-        L.MaxPool2D(2, stride=-1)
+    for stride in (-1, 0):                     # 0 is an error, not "the default"
+        with pytest.raises(ValueError, match=f"MaxPool2D: kernel_size and stride must be >= 1, got 2, {stride}"):
+            L.MaxPool2D(2, stride=stride)
     with pytest.raises(ValueError, match=r"Sequential: item 1 \(int\)"):
         L.Sequential(L.ReLU(), 3)
