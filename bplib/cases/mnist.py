@@ -1,6 +1,6 @@
 """Worked case: a LeNet-style convnet on MNIST, trained with bplib alone.
 
-    python -m bplib.cases.mnist --epochs 8 --seed 0 --out book/results/mnist
+    python -m bplib.cases.mnist --epochs 6 --seed 0 --out book/results/mnist
 
 The network (every layer from ``bplib.layers``)::
 
@@ -9,9 +9,10 @@ The network (every layer from ``bplib.layers``)::
     Conv2D(C1, C2, 5) -> ReLU -> MaxPool2D(2)      (N, C2, 4, 4)
     Flatten -> Dense(16 C2, H) -> ReLU -> Dense(H, 10)   logits (N, 10)
 
-trained with softmax cross-entropy and Adam on the 60,000 training digits,
-each batch shifted by up to ``--shift`` pixels at random (the digit moves, its
-label does not), the learning rate decayed by ``--lr-decay`` after every epoch.
+trained with softmax cross-entropy and Adam on the 60,000 training digits, the
+learning rate decayed by ``--lr-decay`` after every epoch. ``--shift S``
+(default 0: six epochs reach 99% without it) moves every training digit by up
+to S pixels at random, a cheap augmentation: the digit moves, its label does not.
 """
 import argparse
 import csv
@@ -36,21 +37,26 @@ def build_model(c1=16, c2=32, hidden=128, rng=None):
         Flatten(), Dense(16 * c2, hidden, rng=rng), ReLU(), Dense(hidden, 10, rng=rng))
 
 
+MEAN, STD = 0.1307, 0.3081          # of the training pixels (scaled to [0, 1])
+
+
 def to_input(images):
-    """images: (N, 28, 28) uint8 -> x: (N, 1, 28, 28) float32 in [0, 1]."""
+    """images: (N, 28, 28) uint8 -> x: (N, 1, 28, 28) float32, standardised:
+    (pixel / 255 - MEAN) / STD, so the first layer sees inputs of mean 0 and spread 1."""
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise ValueError(f"to_input: expected images of shape (N, 28, 28), got {images.shape}")
-    return (images.astype(np.float32) / 255.0)[:, None]
+    return ((images.astype(np.float32) / 255.0 - MEAN) / STD)[:, None]
 
 
-def random_shift(x, max_shift, rng):
-    """Move every image of x (N, 1, 28, 28) by its own random (dy, dx) in [-s, s], filling with 0."""
+def random_shift(x, max_shift, rng, fill=-MEAN / STD):
+    """Move every image of x (N, 1, 28, 28) by its own random (dy, dx) in [-s, s];
+    the uncovered border gets ``fill`` (the standardised value of a black pixel)."""
     if max_shift == 0:
         return x
     N, _, H, W = x.shape
     s = max_shift
-    xp = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)))
+    xp = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)), constant_values=fill)
     dy, dx = rng.integers(0, 2 * s + 1, size=(2, N))
     rows = dy[:, None] + np.arange(H)                    # (N, H)
     cols = dx[:, None] + np.arange(W)                    # (N, W)
@@ -87,7 +93,7 @@ def load_weights(path):
     return model
 
 
-def train(epochs=8, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=16, c2=32, hidden=128,
+def train(epochs=6, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=16, c2=32, hidden=128,
           n_train=None, out=None, quiet=False):
     """Train and evaluate; returns the final metrics (and writes them under ``out`` if given)."""
     from tqdm import tqdm
@@ -142,7 +148,7 @@ def train(epochs=8, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=1
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)

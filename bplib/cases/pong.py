@@ -332,6 +332,33 @@ def evaluate(weights, episodes=100, seed=12345, greedy=False):
     return float(np.mean([play_episode(policy, seed + i, greedy=greedy, rng=rng)[0] for i in range(episodes)]))
 
 
+def export(run_dir, dest, eval_episodes=0):
+    """Copy a run's results to ``dest`` for the book: metrics.csv, weights.npz
+    (float16, under 2 MB for 128 hidden units) and result.json."""
+    os.makedirs(dest, exist_ok=True)
+    policy, z = load_policy(os.path.join(run_dir, "checkpoint.npz"))
+    state = json.loads(str(z["state"]))
+    save_policy(os.path.join(dest, "weights.npz"), policy, dtype=np.float16)
+    with open(os.path.join(run_dir, "metrics.csv")) as f:       # the episodes up to the checkpoint
+        lines = f.read().strip().splitlines()
+    lines = lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) <= state["episode"]]
+    with open(os.path.join(dest, "metrics.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    rewards = [float(line.split(",")[1]) for line in lines[1:]]
+    res = dict(case="pong", episodes=state["episode"], updates=state["updates"], steps=state["steps"],
+               mean_reward_100=round(float(np.mean(rewards[-100:])), 3),
+               first_100_mean_reward=round(float(np.mean(rewards[:100])), 3),
+               best_mean_reward_100=round(max(float(np.mean(rewards[i - 100:i])) for i in range(100, len(rewards) + 1)), 3)
+               if len(rewards) >= 100 else None,
+               train_seconds=round(state["seconds"], 1), train_hours=round(state["seconds"] / 3600, 3))
+    if eval_episodes:
+        res["eval_mean_reward"] = evaluate(os.path.join(dest, "weights.npz"), eval_episodes)
+        res["eval_episodes"] = eval_episodes
+    with open(os.path.join(dest, "result.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/pong", help="folder for checkpoint.npz, metrics.csv, weights.npz")
@@ -346,7 +373,12 @@ def main(argv=None):
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz if it exists")
     ap.add_argument("--eval-episodes", type=int, default=0, help="after training, play this many fresh games")
+    ap.add_argument("--export", metavar="DEST", help="do not train: copy OUT's results to DEST for the book")
     args = ap.parse_args(argv)
+    if args.export:
+        res = export(args.out, args.export, args.eval_episodes)
+        print(json.dumps(res))
+        return res
     res = train(out=args.out, hours=args.hours, episodes=args.episodes, seed=args.seed, envs=args.envs,
                 hidden=args.hidden, lr=args.lr, gamma=args.gamma, batch_steps=args.batch_steps,
                 resume=args.resume, checkpoint_minutes=args.checkpoint_minutes)
