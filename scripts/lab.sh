@@ -29,8 +29,11 @@ TOKEN="${LAB_TOKEN:-$("$ROOT/.venv/bin/python" -c 'import secrets; print(secrets
 args=(lab --ip=127.0.0.1
       --ServerApp.root_dir="$ROOT/exercises"
       --IdentityProvider.token="$TOKEN"
-      # learners do not need the instructor's formgrader (it would open a gradebook here)
-      --ServerApp.jpserver_extensions="{'nbgrader.server_extensions.formgrader': False}")
+      # a learner needs nbgrader's Validate button only: no formgrader (it would open a
+      # gradebook here), no assignment exchange (this course does not use one)
+      --ServerApp.jpserver_extensions="{'nbgrader.server_extensions.formgrader': False, 'nbgrader.server_extensions.assignment_list': False, 'nbgrader.server_extensions.course_list': False}")
+# ... and their menu and panels hidden in the page (labconfig/page_config.json)
+export JUPYTER_CONFIG_PATH="$ROOT/scripts/lab_config${JUPYTER_CONFIG_PATH:+:$JUPYTER_CONFIG_PATH}"
 [ "$(id -u)" -eq 0 ] && args+=(--allow-root)
 
 # a free port from $PORT upwards, so the link printed below is the right one
@@ -60,14 +63,34 @@ if [ -z "$open_browser" ]; then
 fi
 [ "$open_browser" = 1 ] || args+=(--no-browser)
 
-cat <<EOF
+PY="$ROOT/.venv/bin/python"
+banner() {
+  cat <<EOF
 
-  JupyterLab is starting at the exercises. Open this link in your browser
-  (it is also printed by JupyterLab below):
+  ------------------------------------------------------------------------
+  JupyterLab is running at the exercises. Open this link in your browser:
 
       http://127.0.0.1:$PORT/lab?token=$TOKEN
 
-  Stop it with Ctrl+C (twice). Your work is saved in exercises/<name>/<name>.ipynb.
+  Your work is saved in exercises/<assignment>/<assignment>.ipynb.
+  Stop JupyterLab with Ctrl+C here (twice).
+  ------------------------------------------------------------------------
 
 EOF
+}
+# print the link once the server answers, below its start-up log (JupyterLab hides the token)
+banner_when_ready() {
+  for _ in $(seq 1 240); do
+    kill -0 "$1" 2>/dev/null || return 0
+    if "$PY" -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)" \
+         "http://127.0.0.1:$PORT/api/status?token=$TOKEN" 2>/dev/null; then
+      banner
+      return 0
+    fi
+    sleep 0.5
+  done
+}
+
+echo "Starting JupyterLab at exercises/ on http://127.0.0.1:$PORT (the link with its token follows)..."
+( banner_when_ready $$ & )   # detached: nothing is left for JupyterLab to reap
 exec "$JUPYTER" "${args[@]}"

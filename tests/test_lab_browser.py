@@ -3,11 +3,11 @@
 A temporary copy of the course is served by ``scripts/lab.sh`` (what ``make
 lab`` runs) on 127.0.0.1 with a token, so nothing in the repository changes.
 The test opens the dense_backward exercise, runs every cell and reads the
-"not implemented yet" verdicts, types the solution (taken from
+"not implemented yet" verdicts; types the solution (taken from
 solutions/dense_backward/dense_backward.ipynb) into the graded cells through
-the editor, runs again and reads the passing verdicts and the summary, then
-clicks nbgrader's Validate button. A second test types a wrong solution (dW
-transposed) and reads the verdict that names dW.
+the editor but with dW transposed, and reads the verdict that names dW; fixes
+it, runs everything again from the top and reads the passing verdicts and the
+summary; then clicks nbgrader's Validate button and reads "Success".
 
 Screenshots of every step are saved under pytest's tmp_path; the folder is
 printed (``pytest -s`` shows it). Skips only where /usr/bin/chromium is
@@ -67,23 +67,20 @@ def _wait_for_server(url, proc, log, timeout=60):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab on a temporary copy of the course: (base url, course folder, notebooks)."""
+    """JupyterLab on a temporary copy of the course: base url, course folder, the notebook."""
     tmp = tmp_path_factory.mktemp("lab")
     course = tmp / "course"
     (course / "scripts").mkdir(parents=True)
     shutil.copy2(ROOT / "scripts" / "lab.sh", course / "scripts" / "lab.sh")
+    shutil.copytree(ROOT / "scripts" / "lab_config", course / "scripts" / "lab_config")
     shutil.copy2(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
     (course / ".venv").symlink_to(Path(sys.prefix))
     if REAL_EXERCISE.exists() and not os.environ.get("LAB_TEST_FIXTURE"):
         shutil.copytree(REAL_EXERCISE.parent, course / "exercises" / ASSIGNMENT)
-        shutil.copytree(REAL_EXERCISE.parent, course / "exercises" / "wrong_attempt")
-        notebooks = {"right": (f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", REAL_SOLUTION),
-                     "wrong": (f"wrong_attempt/{ASSIGNMENT}.ipynb", REAL_SOLUTION)}
-    else:   # until the real exercise exists: the same flow on a tiny stand-in
+        notebook = (f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb", REAL_SOLUTION)
+    else:   # the same flow on a tiny stand-in (LAB_TEST_FIXTURE=1, or no exercise generated yet)
         shutil.copytree(FIXTURE / "tiny", course / "exercises" / "tiny")
-        shutil.copytree(FIXTURE / "tiny", course / "exercises" / "wrong_attempt")
-        notebooks = {"right": ("tiny/tiny.ipynb", FIXTURE / "tiny_solution.ipynb"),
-                     "wrong": ("wrong_attempt/tiny.ipynb", FIXTURE / "tiny_solution.ipynb")}
+        notebook = ("tiny/tiny.ipynb", FIXTURE / "tiny_solution.ipynb")
 
     env = dict(os.environ)
     for var, name in [("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTERLAB_SETTINGS_DIR", "settings"),
@@ -112,9 +109,13 @@ def lab(tmp_path_factory):
     try:
         _wait_for_server(url, proc, log)
         print(f"\nJupyterLab answered after {time.time() - t0:.1f} s; log: {log}")
-        printed = log.read_text()
-        assert f"http://127.0.0.1:{port}/lab?token={TOKEN}" in printed, printed[-2000:]
-        yield {"url": url, "course": course, "notebooks": notebooks, "log": log}
+        link = f"http://127.0.0.1:{port}/lab?token={TOKEN}"
+        for _ in range(50):   # lab.sh prints the link once the server answers
+            if link in log.read_text():
+                break
+            time.sleep(0.2)
+        assert link in log.read_text(), f"lab.sh did not print {link}:\n{log.read_text()[-2000:]}"
+        yield {"url": url, "course": course, "notebook": notebook, "log": log}
     finally:
         proc.terminate()
         try:
@@ -295,10 +296,10 @@ def open_notebook(browser, lab, rel, shots):
     return Notebook(page, shots)
 
 
-def _shots(tmp_path, name):
+def _shots(tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    print(f"\n[{name}] screenshots: {shots}")
+    print(f"\nscreenshots: {shots}")
     return shots
 
 
@@ -309,13 +310,21 @@ def _verdicts(nb, checks):
 # ----------------------------------------------------------------------------
 # the tests
 # ----------------------------------------------------------------------------
-def test_learner_runs_solves_and_validates(lab, browser, tmp_path):
-    rel, solution_nb = lab["notebooks"]["right"]
+def test_learner_path_in_jupyterlab(lab, browser, tmp_path):
+    """Run the fresh exercise, get dense_backward wrong, fix it, pass every check, Validate."""
+    rel, solution_nb = lab["notebook"]
     sols, checks = graded_cells(lab["course"] / "exercises" / rel)
     assert sols and checks, f"{rel}: no graded cells found"
-    nb = open_notebook(browser, lab, rel, _shots(tmp_path, "right"))
+    fn = "dense_backward"
+    dense_sol = [(i, gid) for i, gid in sols if f"def {fn}(" in solution_code(solution_nb, gid)]
+    dense_check = [(i, gid) for i, gid in checks if gid == f"{fn}_visible"]
+    assert dense_sol and dense_check, f"{rel}: no solution cell defining {fn} or no {fn}_visible check"
+    nb = open_notebook(browser, lab, rel, _shots(tmp_path))
     try:
         nb.shot("opened")
+        # a learner's JupyterLab: nbgrader's Validate button, none of the instructor's tools
+        assert nb.page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").count() == 0
+        assert nb.page.get_by_text("Create Assignment").count() == 0
         last = nb.page.locator(CELL).count() - 1
 
         # 1. run everything as handed out: every check cell says "not implemented yet"
@@ -331,10 +340,26 @@ def test_learner_runs_solves_and_validates(lab, browser, tmp_path):
         nb.shot("fresh_summary", cell=last)
         assert nb.output(last).strip(), "Run All on the fresh exercise did not reach the summary cell"
 
-        # 2. type the solution into each graded cell, run everything again from the top
+        # 2. type every solution, but with dW transposed: the dense check names dW, the others pass
         for i, gid in sols:
-            nb.set_source(i, solution_code(solution_nb, gid))
-        nb.shot("solution_typed", cell=sols[0][0])
+            src = solution_code(solution_nb, gid)
+            nb.set_source(i, src + WRONG_DW.format(fn=fn) if (i, gid) == dense_sol[0] else src)
+        nb.run_all()
+        i, gid = dense_check[0]
+        nb.shot("wrong_dW_verdict", cell=i)
+        out = nb.verdict(i)
+        assert "passed" not in out.lower(), f"a transposed dW passed: {out[:800]!r}"
+        assert "dW" in out, f"the verdict does not name dW: {out[:800]!r}"
+        assert "transpose" in out.lower(), f"the verdict does not say transposed: {out[:800]!r}"
+        assert not re.search(r"\b(dx|db)\b", out.split("Hint")[0]), \
+            f"the verdict blames arrays that are right: {out[:800]!r}"
+        for j, g in checks:
+            if g != gid:
+                assert "passed" in nb.verdict(j).lower(), f"check {g} should pass: {nb.verdict(j)[:500]!r}"
+
+        # 3. fix dense_backward, run everything again from the top: every check passes
+        nb.set_source(dense_sol[0][0], solution_code(solution_nb, dense_sol[0][1]))
+        nb.shot("solution_typed", cell=dense_sol[0][0])
         nb.run_all()
         nb.shot("solved_first_check", cell=checks[0][0])
         for gid, out in _verdicts(nb, checks).items():
@@ -345,47 +370,12 @@ def test_learner_runs_solves_and_validates(lab, browser, tmp_path):
         assert summary.strip(), "the summary (last cell) printed nothing"
         assert not re.search(r"not implemented|fail|not run", summary, re.I), summary
 
-        # 3. Validate: nbgrader's button saves the notebook, then runs it on the server
+        # 4. Validate: nbgrader's button saves the notebook, then runs it on the server
         dialog = nb.validate()
         nb.shot("validated")
         text = dialog.inner_text()
         assert dialog.locator(".validation-success").count() == 1, text[:2000]
         assert "passes all the tests" in text, text[:2000]
-        nb.close_dialog()
-    finally:
-        nb.page.context.close()
-
-
-def test_wrong_solution_names_the_wrong_array(lab, browser, tmp_path):
-    rel, solution_nb = lab["notebooks"]["wrong"]
-    sols, checks = graded_cells(lab["course"] / "exercises" / rel)
-    fn = "dense_backward"
-    target = [gid for _, gid in sols if f"def {fn}(" in solution_code(solution_nb, gid)]
-    assert target, f"no solution cell defines {fn}"
-    dense_check = [(i, gid) for i, gid in checks if gid == f"{fn}_visible"]
-    assert dense_check, f"no visible check cell for {fn}: {checks}"
-    nb = open_notebook(browser, lab, rel, _shots(tmp_path, "wrong"))
-    try:
-        for i, gid in sols:   # every function right except dense_backward's dW
-            src = solution_code(solution_nb, gid)
-            nb.set_source(i, src + WRONG_DW.format(fn=fn) if gid == target[0] else src)
-        nb.run_all()
-        i, gid = dense_check[0]
-        nb.shot("wrong_dW_verdict", cell=i)
-        out = nb.verdict(i)
-        assert "passed" not in out.lower(), f"a transposed dW passed: {out[:800]!r}"
-        assert "dW" in out, f"the verdict does not name dW: {out[:800]!r}"
-        assert "transpose" in out.lower(), f"the verdict does not say transposed: {out[:800]!r}"
-        assert "dx" not in out and "db" not in out, f"the verdict blames arrays that are right: {out[:800]!r}"
-        others = [(j, g) for j, g in checks if g != gid]
-        for j, g in others:
-            assert "passed" in nb.verdict(j).lower(), f"check {g} should pass: {nb.verdict(j)[:500]!r}"
-
-        dialog = nb.validate()
-        nb.shot("validate_failed")
-        text = dialog.inner_text()
-        assert dialog.locator(".validation-failed").count() == 1, text[:2000]
-        assert "dW" in text, f"Validate's report does not name dW: {text[:2000]!r}"
         nb.close_dialog()
     finally:
         nb.page.context.close()
