@@ -408,33 +408,31 @@ def lstm_backward(dh, cache):
 # in place; the backward pass computes every factor that does not depend on the
 # incoming gradient for all steps at once before its loop, and dx, dWx, dWh with
 # one matmul each after it.
-def _sigmoid_inplace(a):
-    """a <- sigmoid(a), computed as (1 + tanh(a/2)) / 2: the same function, never overflows."""
-    a *= 0.5
-    np.tanh(a, out=a)
-    a += 1
-    a *= 0.5
-
-
 def _lstm_fast_forward(x, h0, Wx, Wh, b):
-    """= lstm_forward, transposed. x: (N, T, D), h0: (N, H) -> h: (N, T, H) (a view), state."""
+    """= lstm_forward, transposed. x: (N, T, D), h0: (N, H) -> h: (N, T, H) (a view), state.
+
+    sigmoid(a) = (1 + tanh(a/2)) / 2, so with the i, f, o rows of Wx^T, Wh^T and b
+    halved (exactly: a power of 2) one tanh per step computes all four gates.
+    """
     N, T, D = x.shape
     Hs = h0.shape[1]
     dtype = np.result_type(x, Wx)
+    half = np.repeat(np.array([0.5, 0.5, 0.5, 1], dtype), Hs)[:, None]   # (4H, 1)
     xT = np.ascontiguousarray(x.transpose(1, 2, 0))               # (T, D, N): x_t as columns
-    gates = np.matmul(Wx.T, xT)                                    # (T, 4H, N): Wx^T x_t, all steps at once
-    gates += b[:, None]
+    gates = np.matmul(Wx.T * half, xT)                             # (T, 4H, N): Wx^T x_t, all steps at once
+    gates += b[:, None] * half
     h = np.empty((T + 1, Hs, N), dtype)                            # h[t + 1] = h_t^T, h[0] = h0^T
     c = np.empty((T + 1, Hs, N), dtype)
     tanh_c = np.empty((T, Hs, N), dtype)
     h[0], c[0] = h0.T, 0
-    WhT = np.ascontiguousarray(Wh.T)                               # (4H, H)
+    WhT = np.ascontiguousarray(Wh.T * half)                        # (4H, H)
     Wh_h, ig = np.empty((4 * Hs, N), dtype), np.empty((Hs, N), dtype)
     for t in range(T):
-        a = gates[t]                                               # a_t, overwritten by i, f, o, g
+        a = gates[t]                                               # a_t (i, f, o rows halved)
         a += np.matmul(WhT, h[t], out=Wh_h)
-        _sigmoid_inplace(a[:3 * Hs])
-        np.tanh(a[3 * Hs:], out=a[3 * Hs:])
+        np.tanh(a, out=a)                                          # overwritten by i, f, o, g
+        a[:3 * Hs] += 1
+        a[:3 * Hs] *= 0.5
         i, f, o, g = a[:Hs], a[Hs:2 * Hs], a[2 * Hs:3 * Hs], a[3 * Hs:]
         np.multiply(f, c[t], out=c[t + 1])                         # c = f c_prev + i g
         c[t + 1] += np.multiply(i, g, out=ig)
