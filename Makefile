@@ -63,3 +63,9 @@ clean:
 grade: $(STAMP)
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or .zip>"; exit 2; }
 	$(PY) -m grading $(ASSIGNMENT) "$(SUBMISSIONS)" $(GRADE_ARGS)
+
+# bplib against PyTorch CPU (benchmarks/run.py); torch is the optional `bench` extra, not in requirements.txt
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q --no-build-isolation -e ".[bench]" $(QUIET)
+	$(PY) benchmarks/run.py
