@@ -125,6 +125,20 @@ class Slot:
             return {"student": task["student"], "graded": False, "problem": why, "flags": []}
         return json.loads(line)
 
+    def finish(self, partials, budget):
+        """Send the worker its learners' results for verification and feedback; None if it fails."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        try:
+            self.proc.stdin.write(json.dumps({"finish": partials}) + "\n")
+            self.proc.stdin.flush()
+            line = self.lines.get(timeout=budget)
+            return json.loads(line)["finish"] if line else None
+        except (queue.Empty, BrokenPipeError, OSError, ValueError, KeyError):
+            self.kill()
+            self.proc = None
+            return None
+
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -223,11 +237,12 @@ def main(argv=None):
     todo = queue.Queue()
     for t in tasks:
         todo.put(t)
-    results, lock = {}, threading.Lock()
+    results, done, lock = {}, [], threading.Lock()
     say(f"grading {len(tasks)} notebooks with {n} workers (cell limit {args.timeout} s, "
         f"kernel memory {args.memory_mb} MB)")
 
     def run(slot):
+        mine = []
         while True:
             try:
                 t = todo.get_nowait()
@@ -235,11 +250,21 @@ def main(argv=None):
                 break
             budget = args.timeout * (t["code_cells"] + 2) + 120
             r = slot.grade(t, budget)
+            mine.append(r)
             with lock:
-                results[t["student"]] = r
+                done.append(t["student"])
                 if not args.quiet:
-                    print(f"  [{len(results)}/{len(tasks)}] {t['student']}: "
-                          f"{r.get('score', 0):g}/{r.get('max_score', max_score):g}", flush=True)
+                    state = "autograded" if r.get("graded") else r.get("problem", "not graded")
+                    print(f"  [{len(done)}/{len(tasks)}] {t['student']}: {state}", flush=True)
+        if any(r.get("graded") for r in mine):
+            # verification (one clean process), overrides and feedback for all of this worker's learners
+            finished = slot.finish(mine, budget=300 + 10 * len(mine))
+            mine = finished if finished is not None else [
+                dict(r, graded=False, problem="verification and feedback did not finish: not graded")
+                if r.get("graded") else r for r in mine]
+        with lock:
+            for r in mine:
+                results[r["student"]] = r
         if slot.proc is not None:
             try:
                 slot.proc.stdin.close()

@@ -6,11 +6,14 @@ answers one JSON line per task on stdout. For each student:
 1. copy the prepared notebook to ``submitted/<student>/<a>/`` of this worker's course dir;
 2. ``nbgrader autograde`` (in process, nbgrader's API); the kernel starts in a fresh
    sandbox (kernel_launcher.py) with ``BPLIB_RECORD_DIR`` pointing inside it;
-3. kill whatever the kernel left running (every process of this worker's uid);
-4. ``python -I -m bplib.checks.verify`` on a copy of the records, in a clean process;
+3. kill whatever the kernel left running (every process of this worker's uid); copy the records.
+
+Then, on ``{"finish": [the results of step 1-3]}`` (once, after all its learners):
+
+4. bplib.checks' verification of every learner's records in ONE clean process (``python -I``);
 5. a test cell keeps its points only if nbgrader AND the verification passed it; where they
    disagree the gradebook gets ``manual_score = 0`` (so nbgrader's own export and feedback agree);
-6. ``nbgrader generate_feedback`` (hidden tests cleared), copied to ``feedback/<student>.html``.
+6. ``nbgrader generate_feedback`` once for all (hidden tests cleared), copied to ``feedback/<student>.html``.
 """
 import html
 import json
@@ -179,7 +182,8 @@ def grade_one(api, s, task):
     seconds = time.time() - t0
     kill_kernel(sandbox)
     kill_uid(s["uid"])
-    result = {"student": student, "seconds": round(seconds, 1), "flags": [], "notes": [], "cells": {}}
+    result = {"student": student, "seconds": round(seconds, 1), "flags": [], "notes": [], "cells": {},
+              "feedback_notes": task.get("feedback_notes", [])}
     try:
         with open(os.path.join(sandbox, "isolation.txt")) as f:
             result["isolation"] = f.read().strip()
@@ -203,9 +207,68 @@ def grade_one(api, s, task):
         result.update(graded=False, problem=why + ": scored 0", log_tail=log[-2000:])
         return result
 
+    result.update(graded=True, autograded=autograded, records=rec_copy)
+    return result
+
+
+def verify_many(record_dirs, module):
+    """Verify many record folders in ONE clean process (``python -I``); returns {dir: (verdicts, error)}.
+
+    Uses the module's ``verify_dir`` (what ``python -m bplib.checks.verify <dir>`` runs) when it has
+    one, so a worker starts one verification process, not one per learner."""
+    if not record_dirs:
+        return {}
+    clean = tempfile.mkdtemp(prefix="bpverify-")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": clean, "LANG": "C.UTF-8",
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    code = ("import json, sys, importlib\n"
+            "m = importlib.import_module(sys.argv[1])\n"
+            "print(json.dumps({d: m.verify_dir(d) for d in sys.argv[2:]}))\n")
+    try:
+        p = subprocess.run([sys.executable, "-I", "-c", code, module] + list(record_dirs), cwd=clean, env=env,
+                           capture_output=True, text=True, timeout=VERIFY_TIMEOUT + 5 * len(record_dirs))
+        out = json.loads(p.stdout) if p.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError):
+        out = None
+    finally:
+        shutil.rmtree(clean, ignore_errors=True)
+    if isinstance(out, dict):
+        return {d: (v, "") if isinstance(v, dict) else ({}, "verification failed") for d, v in out.items()}
+    return {d: verify(d, module) for d in record_dirs}        # one process per learner, the CLI
+
+
+def finish(api, s, partials):
+    """Verification, overrides and feedback for every learner this worker autograded."""
+    a = s["assignment"]
+    graded = [r for r in partials if r.get("graded")]
     t1 = time.time()
-    verdicts, verr = verify(rec_copy, s["verify_module"])
-    result["verify_seconds"] = round(time.time() - t1, 1)
+    checked = verify_many([r["records"] for r in graded], s["verify_module"])
+    per = (time.time() - t1) / max(1, len(graded))
+    for r in graded:
+        try:
+            settle(s, r, *checked.get(r["records"], ({}, "verification did not run")))
+        except Exception:   # noqa: BLE001  (one learner's failure must not stop the others)
+            r.update(graded=False, problem="grading error: " + traceback.format_exc(limit=3)[-600:])
+        r["verify_seconds"] = round(per, 2)
+    t2 = time.time()
+    fb = api.generate_feedback(a, force=True)
+    per = (time.time() - t2) / max(1, len(graded))
+    for r in graded:
+        html_path = os.path.join(s["course"], "feedback", r["student"], a, f"{a}.html")
+        if os.path.isfile(html_path):
+            dst = os.path.join(s["feedback"], f"{r['student']}.html")
+            shutil.copyfile(html_path, dst)
+            r["feedback"] = dst
+        elif r.get("graded"):
+            r["flags"].append("no feedback page: nbgrader generate_feedback failed "
+                              + ("" if fb.get("success") else (fb.get("error") or "")[-200:]))
+        r["feedback_seconds"] = round(per, 2)
+    return partials
+
+
+def settle(s, result, verdicts, verr):
+    """One learner: nbgrader's grades AND the clean verification; overrides; flags."""
+    a, student, autograded = s["assignment"], result["student"], result["autograded"]
     if verr:
         result["flags"].append(verr)
     grades = read_grades(s["db_url"], a, student)
@@ -256,21 +319,10 @@ def grade_one(api, s, task):
         result["cells"].setdefault(gid, {"max": g["max"], "verified": False})["score"] = g["score"]
     result["score"] = round(sum(g["score"] for g in final.values()), 3)
     result["max_score"] = round(sum(g["max"] for g in final.values()), 3)
-    result["graded"] = True
+    if feedback_notes or result.get("feedback_notes"):
+        add_feedback_notes(autograded, result.get("feedback_notes", []) + feedback_notes)
 
-    if feedback_notes or task.get("feedback_notes"):
-        add_feedback_notes(autograded, task.get("feedback_notes", []) + feedback_notes)
-    t2 = time.time()
-    fb = api.generate_feedback(a, student, force=True)
-    result["feedback_seconds"] = round(time.time() - t2, 1)
-    html_path = os.path.join(root, "feedback", student, a, f"{a}.html")
-    if fb.get("success") and os.path.isfile(html_path):
-        dst = os.path.join(s["feedback"], f"{student}.html")
-        shutil.copyfile(html_path, dst)
-        result["feedback"] = dst
-    else:
-        result["flags"].append("no feedback page: nbgrader generate_feedback failed")
-    return result
+
 
 
 def main():
@@ -288,6 +340,9 @@ def main():
     api = api_for(s["course"], s["timeout"], s.get("alembic_head"))
     for line in sys.stdin:
         task = json.loads(line)
+        if "finish" in task:
+            proto.write(json.dumps({"finish": finish(api, s, task["finish"])}) + "\n")
+            continue
         try:
             result = grade_one(api, s, task)
         except Exception:   # noqa: BLE001  (one student's failure must not stop the worker)
