@@ -110,14 +110,15 @@ def predict_proba(model, ids, lengths, batch_size=250):
 
 def save_weights(path, model, vocab, **config):
     np.savez(path, **{k.replace(".", "_"): v for k, v in model.params.items()},
-             vocab=np.array(vocab.itos[2:]), config=np.array(json.dumps(config)))
+             vocab=np.frombuffer("\n".join(vocab.itos[2:]).encode("utf-8"), dtype=np.uint8),
+             config=np.array(json.dumps(config)))
 
 
 def load_weights(path):
     """Rebuild ``(model, vocab, config)`` from a file written by ``save_weights``."""
     z = np.load(path)
     config = json.loads(str(z["config"]))
-    vocab = Vocabulary([str(t) for t in z["vocab"]])
+    vocab = Vocabulary(z["vocab"].tobytes().decode("utf-8").split("\n"))   # tokens never hold a newline
     model = SentimentLSTM(len(vocab), config["embed_dim"], config["hidden"])
     for k, v in model.params.items():
         v[:] = z[k.replace(".", "_")]
