@@ -208,8 +208,8 @@ def prepare(path, release, assignment, other_assignments=()):
     missing_solutions = [g for g, c in rel_by_id.items() if _nbg(c).get("solution") and g not in seen]
     if missing_solutions and known:
         out.notes.append("solution cell(s) missing: " + ", ".join(missing_solutions))
-    for why in dict.fromkeys(suspicious):
-        out.flags.append(f"suspicious code: {why}")
+    if suspicious:
+        out.flags.append("suspicious code: " + "; ".join(dict.fromkeys(suspicious)))
     out.notebook = new
     out.code_cells = sum(c.cell_type == "code" for c in new.cells)
     return out

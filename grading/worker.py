@@ -105,7 +105,7 @@ def verify(record_dir, module):
 
 def analyse(nb_path, timeout):
     """Per test cell: the error it raised (if any); plus errors, timeouts in other cells."""
-    info = {"test_errors": {}, "other_errors": [], "timeouts": [], "cut": []}
+    info = {"test_errors": {}, "other_errors": [], "timeouts": [], "cut": [], "order": []}
     try:
         nb = nbformat.read(nb_path, as_version=4)
     except Exception:   # noqa: BLE001
@@ -114,6 +114,8 @@ def analyse(nb_path, timeout):
         if cell.cell_type != "code":
             continue
         nbg = cell.metadata.get("nbgrader", {})
+        if nbg.get("grade"):
+            info["order"].append(nbg.get("grade_id"))
         if any("[grader: " in str(o.get("text", "")) for o in cell.get("outputs", [])):
             info["cut"].append(nbg.get("grade_id") or f"cell {i + 1}")
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
@@ -273,32 +275,42 @@ def settle(s, result, verdicts, verr):
         result["flags"].append(verr)
     grades = read_grades(s["db_url"], a, student)
     info = analyse(autograded, s["timeout"])
+    order = {gid: i for i, gid in enumerate(info["order"])}
     disagree, feedback_notes = [], []
-    for gid, g in sorted(grades.items()):
+    groups = {}          # reason -> (detail of the first, [grade ids]): one flag per reason
+
+    def flag(reason, gid, detail=""):
+        groups.setdefault(reason, (detail, []))[1].append(gid)
+
+    for gid, g in sorted(grades.items(), key=lambda kv: order.get(kv[0], 0)):
         v = verdicts.get(gid) if isinstance(verdicts.get(gid), dict) else None
         verified = bool(v and v.get("passed") is True)
         cell = {"nbgrader": g["score"], "max": g["max"], "verified": verified}
         if g["score"] > 0 and not verified:
             disagree.append(gid)
             why = (v or {}).get("message") or "no record: the check never reported for this cell"
-            result["flags"].append(f"{gid}: nbgrader passed it but the clean verification did not "
-                                   f"({str(why).splitlines()[0][:160]}): 0 points")
+            flag("nbgrader passed it but the clean verification did not: 0 points", gid,
+                 str(why).splitlines()[0][:120])
             feedback_notes.append(f"{gid}: the check did not pass when its results were verified "
                                   f"outside your notebook, so it scores 0.")
             cell["score"] = 0.0
         else:
             cell["score"] = g["score"]
         vmsg = str((v or {}).get("message", ""))
-        if "raised MemoryError" in vmsg or "timeout" in vmsg.lower():
-            result["flags"].append(f"{gid}: {vmsg.splitlines()[0][:160]}")
+        if "raised MemoryError" in vmsg:
+            flag("the function raised MemoryError (the kernel's memory limit)", gid)
+        elif "timeout" in vmsg.lower():
+            flag("the function ran out of time", gid)
         if gid in info["test_errors"]:
             ename, evalue = info["test_errors"][gid]
             cell["error"] = ename
             if ename == "NameError":
-                result["flags"].append(f"{gid}: NameError ({evalue}): a function renamed or not defined?")
+                flag(f"NameError ({evalue}): a function renamed or not defined?", gid)
             elif ename not in ("AssertionError", "CellTimeoutError", "KeyboardInterrupt"):
-                result["flags"].append(f"{gid}: the test cell raised {ename}: {evalue[:120]}")
+                flag(f"the test cell raised {ename}: {evalue[:120]}", gid)
         result["cells"][gid] = cell
+    for reason, (detail, gids) in groups.items():
+        result["flags"].append(f"{', '.join(gids)}: {reason}" + (f" (first: {detail})" if detail else ""))
     if disagree:
         override_zero(s["db_url"], a, student, disagree)
     if info["timeouts"]:
