@@ -10,7 +10,9 @@ it, runs everything again from the top and reads the passing verdicts and the
 summary; then clicks nbgrader's Validate button and reads "Success".
 
 Screenshots of every step are saved under pytest's tmp_path; the folder is
-printed (``pytest -s`` shows it). Skips only where /usr/bin/chromium is
+printed (``pytest -s`` shows it). With LAB_BOOK_IMAGES=book/images set, the
+three pictures of book/doing_exercises.md are saved there too (run from the
+repository root: LAB_BOOK_IMAGES=book/images .venv/bin/python -m pytest tests/test_lab_browser.py). Skips only where /usr/bin/chromium is
 absent; CI installs it.
 """
 import json
@@ -283,7 +285,9 @@ class Notebook:
 
 def open_notebook(browser, lab, rel, shots):
     """A fresh browser context and workspace (no tabs restored from another test)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    book = bool(os.environ.get("LAB_BOOK_IMAGES"))   # pictures for the book: narrow and sharp
+    context = browser.new_context(viewport={"width": 940 if book else 1400, "height": 1000},
+                                  device_scale_factor=2 if book else 1)
     page = context.new_page()
     page.set_default_timeout(30_000)
     workspace = re.sub(r"\W", "-", rel)
@@ -292,8 +296,28 @@ def open_notebook(browser, lab, rel, shots):
     page.locator(CELL).first.wait_for()
     # the kernel is up when the status bar says so (the toolbar indicator says idle before)
     page.wait_for_function("() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.textContent)")
+    if book:
+        page.keyboard.press("Control+b")   # hide the file browser: the notebook gets the width
     print(f"  {time.time() - t0:5.1f} s  to open {rel} with its kernel ready")
     return Notebook(page, shots)
+
+
+def _book_image(nb, name, *locators, pad=8, right_of=None):
+    """With LAB_BOOK_IMAGES=<folder> set, save the region around ``locators`` for the book
+    (cut 40 px right of ``right_of`` if given)."""
+    folder = os.environ.get("LAB_BOOK_IMAGES")
+    if not folder:
+        return
+    boxes = [loc.bounding_box() for loc in locators]
+    x0, y0 = min(b["x"] for b in boxes) - pad, min(b["y"] for b in boxes) - pad
+    x1 = max(b["x"] + b["width"] for b in boxes) + pad
+    y1 = max(b["y"] + b["height"] for b in boxes) + pad
+    if right_of is not None:
+        edge = right_of.bounding_box()
+        x1 = min(x1, edge["x"] + edge["width"] + 40)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    nb.page.screenshot(path=str(Path(folder) / f"{name}.png"),
+                       clip={"x": max(x0, 0), "y": max(y0, 0), "width": x1 - max(x0, 0), "height": y1 - max(y0, 0)})
 
 
 def _shots(tmp_path):
@@ -347,6 +371,8 @@ def test_learner_path_in_jupyterlab(lab, browser, tmp_path):
         nb.run_all()
         i, gid = dense_check[0]
         nb.shot("wrong_dW_verdict", cell=i)
+        _book_image(nb, "lab_check_verdict", nb.cell(i).locator(".jp-InputArea"),
+                    nb.cell(i).locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"), pad=2)
         out = nb.verdict(i)
         assert "passed" not in out.lower(), f"a transposed dW passed: {out[:800]!r}"
         assert "dW" in out, f"the verdict does not name dW: {out[:800]!r}"
@@ -371,8 +397,11 @@ def test_learner_path_in_jupyterlab(lab, browser, tmp_path):
         assert not re.search(r"not implemented|fail|not run", summary, re.I), summary
 
         # 4. Validate: nbgrader's button saves the notebook, then runs it on the server
+        _book_image(nb, "lab_toolbar", nb.page.locator(f"{PANEL} .jp-NotebookPanel-toolbar"), pad=0,
+                    right_of=nb.page.locator(f"{PANEL} .jp-NotebookPanel-toolbar [data-jp-item-name='runAll']"))
         dialog = nb.validate()
         nb.shot("validated")
+        _book_image(nb, "lab_validate_success", dialog.locator(".jp-Dialog-content"), pad=0)
         text = dialog.inner_text()
         assert dialog.locator(".validation-success").count() == 1, text[:2000]
         assert "passes all the tests" in text, text[:2000]
