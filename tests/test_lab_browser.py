@@ -10,10 +10,14 @@ it, runs everything again from the top and reads the passing verdicts and the
 summary; then clicks nbgrader's Validate button and reads "Success".
 
 Screenshots of every step are saved under pytest's tmp_path; the folder is
-printed (``pytest -s`` shows it). With LAB_BOOK_IMAGES=book/images set, the
-three pictures of book/doing_exercises.md are saved there too (run from the
-repository root: LAB_BOOK_IMAGES=book/images .venv/bin/python -m pytest tests/test_lab_browser.py). Skips only where /usr/bin/chromium is
-absent; CI installs it.
+printed (``pytest -s`` shows it). The three pictures of book/doing_exercises.md
+come from the same run, from the repository root:
+
+    LAB_BOOK_IMAGES=book/images .venv/bin/python -m pytest tests/test_lab_browser.py
+
+LAB_TEST_FIXTURE=1 runs the flow on the tiny stand-in exercise of
+tests/fixtures/lab/ instead (also used while exercises/ is not generated).
+Skips only where /usr/bin/chromium is absent; CI installs it.
 """
 import json
 import os
