@@ -20,6 +20,8 @@ The last lines are ``ratio <workload> <bplib_ms / torch_ms>``.
 import argparse
 import ctypes
 import glob
+import importlib.util
+import inspect
 import os
 import platform
 import resource
@@ -66,10 +68,25 @@ def blas_threads(set_to=None):
 # ----------------------------------------------------------------------------
 # the models, once in bplib and once in torch, sharing initial weights
 # ----------------------------------------------------------------------------
+def use_layers_from(rev):
+    """Swap in bplib/layers.py as of git revision ``rev`` (to measure an older version)."""
+    global L
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = subprocess.run(["git", "-C", root, "show", f"{rev}:bplib/layers.py"], check=True,
+                         capture_output=True, text=True).stdout
+    spec = importlib.util.spec_from_loader("bplib.layers", loader=None)
+    L = importlib.util.module_from_spec(spec)
+    exec(compile(src, f"bplib/layers.py@{rev}", "exec"), L.__dict__)
+    sys.modules["bplib.layers"] = bplib.layers = L
+    bplib.Sequential = L.Sequential
+
+
 def lenet(dtype, seed=0):
     rng = np.random.default_rng(seed)
+    # torch computes no gradient for the input images; bplib is told the same
+    first = {"input_grad": False} if "input_grad" in inspect.signature(L.Conv2D).parameters else {}
     return bplib.Sequential(
-        L.Conv2D(1, 8, 5, rng=rng, dtype=dtype, input_grad=False), L.ReLU(), L.MaxPool2D(2),
+        L.Conv2D(1, 8, 5, rng=rng, dtype=dtype, **first), L.ReLU(), L.MaxPool2D(2),
         L.Conv2D(8, 16, 5, rng=rng, dtype=dtype), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
         L.Dense(256, 128, rng=rng, dtype=dtype), L.ReLU(), L.Dense(128, 10, rng=rng, dtype=dtype))
 
@@ -339,8 +356,9 @@ def memory_child(steps):
     print(f"memory {peak_mb:.0f} {steps} {dt:.2f} {np.mean(losses_[:20]):.3f} {np.mean(losses_[-20:]):.3f}")
 
 
-def measure_memory(steps):
+def measure_memory(steps, layers_from=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", str(steps)]
+    cmd += ["--layers-from", layers_from] if layers_from else []
     res = subprocess.run(cmd, capture_output=True, text=True)
     line = next((l for l in res.stdout.splitlines() if l.startswith("memory ")), None)
     if line is None:
@@ -361,14 +379,17 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="few repeats, for a smoke test")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     ap.add_argument("--only", choices=WORKLOADS, nargs="*", help="time only these workloads")
+    ap.add_argument("--layers-from", metavar="REV", help="time bplib/layers.py as of this git revision")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.layers_from:
+        use_layers_from(args.layers_from)
     if args.memory_child is not None:
         return memory_child(args.memory_child)
 
     # the memory run first, in a child process: a child started later would inherit
     # this process's (torch-sized) peak in its maxrss
-    memory = None if args.no_memory else measure_memory(300)
+    memory = None if args.no_memory else measure_memory(300, args.layers_from)
 
     global torch, CLOCK
     import torch
@@ -387,6 +408,8 @@ def main(argv=None):
              "the cores the other needs. Use --threads 0 for numpy's default." if threads == 1 else
              "Matched, so that both libraries' matmuls use the same cores."))
     print(f"clock: {'process CPU time (time.process_time): time the scheduler gives other processes is not counted' if CLOCK is time.process_time else 'wall clock (time.perf_counter)'}")
+    if args.layers_from:
+        print(f"bplib/layers.py as of {args.layers_from}")
     check_agreement()
 
     benches = {"lenet_step": (bench_lenet, repeats, "ms"),
