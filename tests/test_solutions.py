@@ -2,8 +2,8 @@
 
 Two independent runners:
 * nbclient, as a learner's "Run All" would (full-size training cells), asserting no
-  cell errored, no cell took longer than nbgrader's 30 s per-cell timeout, every
-  check printed a pass, and the summary counts every visible check;
+  cell errored, every check printed a pass, and the summary counts every visible
+  check (cell times are not asserted: speed is never asserted in tests);
 * nbval --nbval-lax (BPLIB_FAST=1, the graders' small training runs), in a
   subprocess. nbval-lax alone has let an erroring cell pass (nbval issue 147),
   hence the first runner.
@@ -11,7 +11,6 @@ Two independent runners:
 import os
 import subprocess
 import sys
-import time
 
 import nbformat
 import pytest
@@ -20,18 +19,6 @@ from nbclient import NotebookClient
 from mutants._course import ASSIGNMENTS, ROOT, env
 
 PRESENT = [a for a in ASSIGNMENTS if (ROOT / "solutions" / a / f"{a}.ipynb").exists()]
-CELL_TIMEOUT = 30          # nbgrader_config.py: c.Execute.timeout
-
-
-class TimedClient(NotebookClient):
-    """Records how long each cell took."""
-
-    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
-        finally:
-            cell.metadata["_seconds"] = time.perf_counter() - t
 
 
 @pytest.mark.parametrize("assignment", PRESENT)
@@ -41,7 +28,7 @@ def test_solution_runs_and_passes_every_check(assignment):
     e = dict(os.environ)
     e.pop("BPLIB_FAST", None)
     e.pop("BPLIB_RECORD_DIR", None)
-    client = TimedClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
                          resources={"metadata": {"path": str(path.parent)}})
     old = dict(os.environ)
     os.environ.clear()
@@ -60,8 +47,6 @@ def test_solution_runs_and_passes_every_check(assignment):
                 errors.append(f"cell {i}: {o.ename}: {o.evalue}")
             elif o.output_type == "stream":
                 printed.append(o.text)
-        assert cell.metadata["_seconds"] < CELL_TIMEOUT, \
-            f"cell {i} took {cell.metadata['_seconds']:.1f} s (nbgrader stops a cell at {CELL_TIMEOUT} s)"
     assert not errors, "\n".join(errors)
     out = "".join(printed)
     from bplib.checks import CHECKS

@@ -21,6 +21,7 @@ returned to ``$BPLIB_RECORD_DIR/<check_id>.npz`` for
 import os
 
 from . import chain_rule, conv_backward, dense_backward, gradient_descent, lstm_backward, policy_gradient
+from . import core
 from .core import run_check, save_record
 
 __all__ = ["check", "ALL_CHECKS", "CHECKS", "ASSIGNMENTS", "start", "passed", "summary", "results"]
@@ -41,7 +42,7 @@ def check(check_id, fn):
     if check_id not in CHECKS:
         raise KeyError(f"unknown check {check_id!r}; known: {', '.join(sorted(CHECKS))}")
     c = CHECKS[check_id]
-    verdict, res, status = run_check(c, fn)
+    verdict, res, status = run_check(c, fn, time_limit=core.TIME_LIMIT)
     record_dir = os.environ.get("BPLIB_RECORD_DIR")
     if record_dir:
         save_record(record_dir, c, res, status)

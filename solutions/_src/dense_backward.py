@@ -141,7 +141,7 @@ else:
 # never seen.
 
 # %%
-def train_mlp(n_train=5000, n_test=1000, epochs=4, batch_size=64, lr=0.05, seed=0):
+def train_mlp(n_train=4000, n_test=1000, epochs=3, batch_size=64, lr=0.05, seed=0):
     (x_train, y_train), (x_test, y_test) = bplib.data.load_mnist()
     x_train = x_train[:n_train].reshape(n_train, -1).astype(np.float32) / 255
     x_test = x_test[:n_test].reshape(n_test, -1).astype(np.float32) / 255
