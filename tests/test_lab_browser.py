@@ -269,12 +269,15 @@ class Notebook:
         return "\n".join(t or "" for t in self.cell(i).locator(sel).all_text_contents())
 
     def verdict(self, i):
-        """What a check cell says: what it printed, and the last line(s) of its error if any
-        (the exception and its message, without the traceback frames above them)."""
+        """What a check cell says: what it printed, and its error without the traceback frames
+        (the exception line and its message; all of the error if it is not a traceback)."""
         printed = self.output(i, "application/vnd.jupyter.stdout")
-        error = self.output(i, "application/vnd.jupyter.stderr").splitlines()
-        starts = [k for k, line in enumerate(error) if re.match(r"[\w.]*(Error|Exception|Failed)\b.*:", line)]
-        return "\n".join([printed] + (error[starts[-1]:] if starts else []))
+        error = self.output(i, "application/vnd.jupyter.stderr")
+        if "Traceback (most recent call last)" in error:
+            lines = error.splitlines()
+            starts = [k for k, line in enumerate(lines) if re.match(r"[A-Za-z_][\w.]*: ", line)]
+            error = "\n".join(lines[starts[-1]:]) if starts else error
+        return "\n".join(t for t in (printed, error) if t)
 
     def validate(self):
         self.page.locator(f"{PANEL} .jp-NotebookPanel-toolbar [data-jp-item-name='runAll'] jp-button").click()
