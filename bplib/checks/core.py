@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 import zlib
 
 import numpy as np
@@ -206,9 +207,22 @@ def run_check(check, fn, time_limit=TIME_LIMIT):
         except Exception as e:  # noqa: BLE001  (the learner's error, reported in words)
             status = f"raised {type(e).__name__}"
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            results.append(f"raised {type(e).__name__}" + (f": {msg}" if msg else ""))
+            results.append(f"raised {type(e).__name__}" + (f": {msg}" if msg else "") + _where(e))
             break
     return judge(check, results), results, status
+
+
+def _where(exc):
+    """' (at line 7 of your dense_backward: `dx = dout @ W`)' for the learner's deepest frame."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    lib = os.path.dirname(os.path.dirname(np.__file__))
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not os.path.abspath(f.filename).startswith((here, lib))]
+    if not frames:
+        return ""
+    f = frames[-1]
+    code = f": `{f.line.strip()}`" if f.line else ""
+    return f" (in {f.name}, line {f.lineno}{code})"
 
 
 def save_record(record_dir, check, results, status):
