@@ -912,6 +912,28 @@ def test_sequential_params_are_the_layers_arrays():
     assert len(model) == 3 and model[1].__class__ is L.ReLU
 
 
+@pytest.mark.parametrize("make, shape", [
+    (lambda r: L.Dense(3, 2, rng=r), (4, 3)),
+    (lambda r: L.Conv2D(2, 3, 3, padding=1, rng=r), (2, 2, 5, 5)),
+    (lambda r: L.MaxPool2D(2), (2, 2, 4, 4)),
+    (lambda r: L.LSTM(3, 4, rng=r), (2, 5, 3)),
+    (lambda r: L.Sequential(L.Conv2D(1, 2, 3, rng=r), L.ReLU(), L.Flatten(), L.Dense(18, 2, rng=r)), (2, 1, 5, 5)),
+], ids=["Dense", "Conv2D", "MaxPool2D", "LSTM", "Sequential"])
+def test_results_you_hold_survive_the_next_call(make, shape):
+    """Layers may reuse internal buffers for speed, but never ones they have handed out."""
+    r = np.random.default_rng(0)
+    layer = make(r)
+    x1, x2 = (r.standard_normal(shape).astype(np.float32) for _ in range(2))
+    out = layer.forward(x1)
+    dx = layer.backward(np.ones_like(out))
+    grads = dict(layer.grads)
+    kept = [out.copy(), dx.copy()] + [g.copy() for g in grads.values()]
+    out2 = layer.forward(x2)
+    layer.backward(-2 * np.ones_like(out2))
+    for held, copy in zip([out, dx] + list(grads.values()), kept):
+        np.testing.assert_array_equal(held, copy)
+
+
 def test_backward_fn_is_the_function_called():
     calls = []
 
