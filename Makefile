@@ -30,7 +30,9 @@ $(MATHJAX): package.json package-lock.json
 
 book: $(STAMP) $(MATHJAX)
 	rm -rf _build/html    # no stale pages of removed chapters (the browser test opens every page)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	# one BLAS thread: the chapters' matrices are small, and on a shared 2-core machine
+	# OpenBLAS's spinning threads made chapter 4's training 40x slower (42 s -> 1.1 s)
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "Site built: _build/html/index.html"
 
 # the site browser test reads _build/html, so the book is built first
