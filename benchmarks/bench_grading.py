@@ -5,13 +5,16 @@
 
 The class: 60% correct, 30% with one wrong function, 10% unfinished (grading.synthetic).
 Prints the wall time of the whole command (collection, nbgrader autograde, clean
-verification, feedback, grades.csv), seconds per notebook, and the machine's
-load average before and after (the machine is shared: a busy one is slower).
+verification, feedback, grades.csv), seconds per notebook, the machine's load
+average before and after (the machine is shared: a busy one is slower), and the
+CPU time the command and its kernels used (divided by the workers: the wall
+time to expect on idle cores).
 Not a test: nothing is asserted.
 """
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,11 +43,14 @@ def main():
     synthetic.make_class(args.assignment, os.path.join(tmp, "class"), plan, work=os.path.join(tmp, "release"))
     out = os.path.join(tmp, "runs", args.assignment)
     load0 = os.getloadavg()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "grading", args.assignment, os.path.join(tmp, "class"), "--out", out,
                     "--workers", str(args.workers), "--quiet"], cwd=REPO, check=True)
     wall = time.perf_counter() - t0
     load1 = os.getloadavg()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     with open(os.path.join(out, "grades.csv")) as f:
         rows = list(csv.DictReader(f))
     ok = sum(r["status"] == "ok" for r in rows)
@@ -52,7 +58,9 @@ def main():
     print(f"bench_grading: {len(rows)} notebooks of {args.assignment} graded in {wall:.0f} s "
           f"with {args.workers} workers on {os.cpu_count()} cores: {wall / len(rows):.2f} s per notebook, "
           f"{len(rows) / wall * 60:.0f} notebooks per minute; status ok: {ok}/{len(rows)}")
-    print(f"bench_grading: load average (1 min) before {load0[0]:.1f}, after {load1[0]:.1f}")
+    print(f"bench_grading: load average (1 min) before {load0[0]:.1f}, after {load1[0]:.1f}; "
+          f"CPU time of the command and its kernels {cpu:.0f} s, so about {cpu / args.workers:.0f} s of wall "
+          f"time on {args.workers} otherwise idle cores")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     else:

@@ -163,7 +163,11 @@ def main(argv=None):
 
     # 1. the submissions, one per student
     folder = subs_path
-    if os.path.isfile(subs_path):
+    if os.path.isfile(subs_path) and subs_path.lower().endswith(".ipynb"):
+        folder = os.path.join(out, "incoming")               # one notebook: a class of one
+        os.makedirs(folder)
+        shutil.copyfile(subs_path, os.path.join(folder, os.path.basename(subs_path)))
+    elif os.path.isfile(subs_path):
         try:
             folder = collect.unpack_zip(subs_path, os.path.join(out, "incoming"))
         except collect.CollectionError as e:
