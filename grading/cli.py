@@ -21,6 +21,7 @@ from . import collect, course, inspect_nb, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UID_BASE = 61000
+MARKER = ".grading-run"
 
 
 def parse_args(argv):
@@ -155,11 +156,18 @@ def main(argv=None):
               "(the originals are never modified)", file=sys.stderr)
         return 2
 
-    # a fresh working folder every run: regrading gives the same result
+    # a fresh working folder every run: regrading gives the same result. Only a folder this
+    # command made (it holds MARKER) or an empty one is ever emptied.
     if os.path.isdir(out):
+        if os.listdir(out) and not os.path.isfile(os.path.join(out, MARKER)):
+            print(f"grading: {out} exists and was not made by the grading command: choose another --out",
+                  file=sys.stderr)
+            return 2
         shutil.rmtree(out)
     os.makedirs(out)
     os.chmod(out, 0o700)
+    with open(os.path.join(out, MARKER), "w") as f:
+        f.write("made by python -m grading; emptied at the start of every run\n")
 
     # 1. the submissions, one per student
     folder = subs_path

@@ -233,3 +233,14 @@ def test_feedback_tracebacks_of_test_cells_are_reduced_to_the_verdict():
                                            traceback=["----> 2 check('x_hidden', f)", "AssertionError: ✗ f: wrong"])]
     cell, _ = HideTestTracebacks().preprocess_cell(cell, {}, 0)
     assert cell.outputs[0].traceback == ["AssertionError: ✗ f: wrong"]
+
+
+def test_never_empties_a_folder_it_did_not_make(tmp_path, capsys):
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "a.ipynb").write_text("{}")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    rc = cli.main(["mini", str(tmp_path / "class"), "--source-dir", SOURCE, "--out", str(precious)])
+    assert rc == 2 and "was not made by the grading command" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
