@@ -36,7 +36,8 @@ SUSPICIOUS = [
     (r"BPLIB_RECORD_DIR|\bsys\.modules\b|__builtins__|\bbuiltins\b|\bctypes\b|\bgc\.get_objects|_getframe",
      "manipulates the interpreter or the grading records"),
     (r"\bopen\s*\(|\bnp\.load\s*\(|\bnumpy\.load\s*\(|\bloadtxt\b|\bpickle\b|\bglob\b|os\.walk|listdir|scandir"
-     r"|\bPath\s*\(|read_text|read_bytes|\bsubprocess\b|os\.system|os\.popen",
+     r"|\bPath\s*\(|read_text|read_bytes|\bsubprocess\b|os\.system|os\.popen"
+     r"|^\s*!|^\s*%%?(bash|sh|system|sx|load|run)\b|get_ipython\(\)\.(system|run_line_magic|run_cell_magic)",
      "reads files or runs programs"),
     (r"os\._exit|sys\.exit\s*\(|\bexit\s*\(|\bquit\s*\(|os\.kill\b|signal\.signal",
      "exits or kills the kernel"),

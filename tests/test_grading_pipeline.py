@@ -146,6 +146,7 @@ def test_notebook_without_metadata_gets_the_tests_added(tmp_path, release):
     ("check = lambda *a: None", "replaces a checking function"),
     ("x = open('/etc/passwd').read()", "reads files"),
     ("import os\nos._exit(0)", "exits"),
+    ("!cat /etc/passwd", "runs programs"),
 ])
 def test_scan_names_suspicious_code(code, why):
     assert any(why in r for r in inspect_nb.scan(code))
