@@ -143,7 +143,7 @@ def train(epochs=3, seed=0, batch_size=64, lr=2e-3, lr_decay=0.5, vocab_size=100
     rng = np.random.default_rng(seed)
     model = SentimentLSTM(len(vocab), embed_dim, hidden, rng=np.random.default_rng(seed))
     opt = Adam(model, lr=lr)
-    rows, t0 = [], time.time()
+    rows, t0, cpu0 = [], time.time(), time.process_time()
     for epoch in range(1, epochs + 1):
         losses, correct, seen = [], 0, 0
         bar = tqdm(bucket_batches(len_tr, batch_size, rng), desc=f"epoch {epoch}/{epochs}", disable=quiet,
@@ -170,12 +170,13 @@ def train(epochs=3, seed=0, batch_size=64, lr=2e-3, lr_decay=0.5, vocab_size=100
         test_acc = float(((p > 0.5) == yte).mean())
         rows.append(dict(epoch=epoch, train_loss=round(float(np.mean(losses)), 5),
                          train_accuracy=round(correct / seen, 5), test_accuracy=round(test_acc, 5),
-                         seconds=round(time.time() - t0, 1)))
+                         seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time() - cpu0, 1)))
         if not quiet:
             tqdm.write(f"epoch {epoch}: train loss {rows[-1]['train_loss']:.4f}, train acc "
                        f"{rows[-1]['train_accuracy']:.4f}, test acc {test_acc:.4f}, {rows[-1]['seconds']:.0f} s")
     result = dict(case="imdb", epochs=epochs, seed=seed, test_accuracy=rows[-1]["test_accuracy"],
                   test_size=len(yte), train_seconds=round(time.time() - t0, 1),
+                  train_cpu_seconds=rows[-1]["cpu_seconds"],
                   total_seconds=round(time.time() - t_start, 1),
                   parameters=int(sum(v.size for v in model.params.values())))
     if out:
