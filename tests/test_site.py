@@ -98,6 +98,7 @@ _INSPECT = """async () => {
     mathSources: document.querySelectorAll('main .math').length,
     mathRendered: document.querySelectorAll('main mjx-container').length,
     mathErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+    figures: Array.from(document.querySelectorAll('.cell_output img')).filter(i => i.naturalWidth > 0).length,
     text: clone.innerText,
   };
 }"""
@@ -148,6 +149,8 @@ def check_page(browser, server, rel, shot_dir):
             problems.append(f"broken internal link: {href}")
         elif url.fragment and target.suffix == ".html" and urllib.parse.unquote(url.fragment) not in ids_of(target):
             problems.append(f"internal link to a missing anchor: {href}")
+    if re.fullmatch(r"book/0\d_.*\.html", rel) and not info["figures"]:
+        problems.append("a chapter without a figure made by its own code (no image in any cell output)")
     if info["mathSources"]:
         if info["mathRendered"] < info["mathSources"]:
             problems.append(f"MathJax typeset {info['mathRendered']} of {info['mathSources']} math elements")
