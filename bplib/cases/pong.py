@@ -325,11 +325,28 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
                 train_hours=round(state["seconds"] / 3600, 3))
 
 
-def evaluate(weights, episodes=100, seed=12345, greedy=False):
-    """Mean reward of the stored policy over fresh games (sampling actions unless ``greedy``)."""
-    policy, _ = load_policy(weights)
+def evaluate(weights, episodes=100, seed=12345, envs=6, greedy=False):
+    """Scores of the stored policy in ``episodes`` fresh games (game seeds seed, seed+1, ...),
+    played ``envs`` at a time; actions are sampled from the policy unless ``greedy``.
+    Returns the list of final scores (ours - theirs)."""
+    policy, _ = load_policy(weights) if isinstance(weights, (str, os.PathLike)) else (weights, None)
     rng = np.random.default_rng(seed)
-    return float(np.mean([play_episode(policy, seed + i, greedy=greedy, rng=rng)[0] for i in range(episodes)]))
+    next_game = 0
+    runners, scores = [], []
+    while len(scores) < episodes:
+        while len(runners) < envs and next_game < episodes:
+            runners.append(_Runner(seed + next_game))
+            next_game += 1
+        X = np.stack([r.observation() for r in runners])
+        p = prob_up(policy, X)
+        acts = (p > 0.5) if greedy else (rng.random(len(runners)) < p)
+        for run, a in zip(list(runners), acts):
+            _, over = run.step(int(a))
+            if over:
+                scores.append(run.ep_reward)
+                run.env.close()
+                runners.remove(run)
+    return scores
 
 
 def export(run_dir, dest, eval_episodes=0):
@@ -352,8 +369,10 @@ def export(run_dir, dest, eval_episodes=0):
                if len(rewards) >= 100 else None,
                train_seconds=round(state["seconds"], 1), train_hours=round(state["seconds"] / 3600, 3))
     if eval_episodes:
-        res["eval_mean_reward"] = evaluate(os.path.join(dest, "weights.npz"), eval_episodes)
+        scores = evaluate(os.path.join(dest, "weights.npz"), eval_episodes)
+        res["eval_mean_reward"] = round(float(np.mean(scores)), 3)
         res["eval_episodes"] = eval_episodes
+        res["eval_games_won"] = int(np.sum(np.array(scores) > 0))
     with open(os.path.join(dest, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
@@ -383,7 +402,7 @@ def main(argv=None):
                 hidden=args.hidden, lr=args.lr, gamma=args.gamma, batch_steps=args.batch_steps,
                 resume=args.resume, checkpoint_minutes=args.checkpoint_minutes)
     if args.eval_episodes:
-        res["eval_mean_reward"] = evaluate(os.path.join(args.out, "weights.npz"), args.eval_episodes)
+        res["eval_mean_reward"] = float(np.mean(evaluate(os.path.join(args.out, "weights.npz"), args.eval_episodes)))
         res["eval_episodes"] = args.eval_episodes
     print(json.dumps(res))
     return res
