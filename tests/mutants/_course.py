@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -101,7 +103,7 @@ class Graded:
         return nbformat.read(str(path), as_version=4)
 
     def feedback(self, student):
-        """check_id -> (points awarded is full?, the text the cell printed and raised)."""
+        """check_id -> (did the cell fail?, the text it printed and the error it raised)."""
         out = {}
         for cell in self.notebook(student).cells:
             meta = cell.metadata.get("nbgrader", {})
@@ -120,28 +122,38 @@ class Graded:
 
 
 _POOL = None
-_FUTURES = {}
+_FUTURES = {}                   # assignment -> Future of its Graded
+_COURSES = {}                   # assignment -> course folder where generate_assignment has run
+_LOCKS = {a: threading.Lock() for a in ASSIGNMENTS}
+
+
+def generated(assignment):
+    """A temporary course folder where `nbgrader generate_assignment <assignment>` has run
+    (once per session: the sync test and the grading share it)."""
+    with _LOCKS[assignment]:
+        if assignment not in _COURSES:
+            course = make_course([assignment])
+            nbgrader(course, "generate_assignment", assignment, "--force")
+            _COURSES[assignment] = course
+        return _COURSES[assignment]
 
 
 def graded(assignment):
-    """Grade ``assignment`` (once per session). The first call starts every assignment in the
-    background, two at a time (CI has 2 cores; each autograde runs one kernel at a time)."""
+    """``assignment`` generated, autograded and exported (once per session). The first call
+    starts every assignment in the background, two at a time (CI has 2 cores; each autograde
+    runs one kernel at a time), ``assignment`` first."""
     global _POOL
     if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(max_workers=2)
         atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
         for a in [assignment] + [a for a in ASSIGNMENTS if a != assignment]:
             if (ROOT / "solutions" / a / f"{a}.ipynb").exists():
                 _FUTURES[a] = _POOL.submit(_grade, a)
-    if assignment not in _FUTURES:
-        _FUTURES[assignment] = _POOL.submit(_grade, assignment)
     return _FUTURES[assignment].result()
 
 
 def _grade(assignment):
-    course = make_course([assignment])
-    nbgrader(course, "generate_assignment", assignment, "--force")
+    course = generated(assignment)
     exercise = nbformat.read(str(course / "exercises" / assignment / f"{assignment}.ipynb"), as_version=4)
     solution = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
     students = {"solution": student_notebook(exercise, solution), "untouched": exercise}
