@@ -101,6 +101,16 @@ def parse(assignment):
     missing = {cid for cid, c in CHECKS.items() if c.assignment == assignment} - checks_seen
     if missing:
         raise SystemExit(f"{assignment}: checks with no test cell: {sorted(missing)}")
+    # the opening table of functions states each function's points: they must match bplib.checks
+    intro = cells[0].source if cells and cells[0].cell_type == "markdown" else ""
+    points = {}
+    for c in CHECKS.values():
+        if c.assignment == assignment:
+            points[c.fn_name] = points.get(c.fn_name, 0) + c.points
+    for fn, pts in points.items():
+        row = re.search(rf"^\| `{fn}\(.*\| (\d+) \|$", intro, re.M)
+        if not row or int(row.group(1)) != pts:
+            raise SystemExit(f"{assignment}: the opening table must list `{fn}(...)` with {pts} points")
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
                    "language_info": {"name": "python"}}
