@@ -34,6 +34,8 @@ def parse_args(argv):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
     p.add_argument("--timeout", type=int, default=30, help="seconds per cell (nbgrader Execute.timeout)")
     p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of a student kernel")
+    p.add_argument("--cpu-seconds", type=int, default=None,
+                   help="CPU-time limit of a student kernel (default: 4 x the cell limit, at least 30)")
     p.add_argument("--output-chars", type=int, default=100000, help="characters one cell may print")
     p.add_argument("--verify-module", default="bplib.checks.verify",
                    help="module run as `python -I -m MODULE <record dir>` to verify the checks")
@@ -74,6 +76,41 @@ def mnist_cache(folder):
     np.savez(path, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
     os.chmod(path, 0o644)
     return path
+
+
+_HELD = []   # lock files kept open for the whole run
+
+
+def reserve_uids(n, first=UID_BASE, last=UID_BASE + 999):
+    """``n`` sandbox user ids no other grading run on this machine is using (an flock per uid,
+    released when this process ends), so that cleaning up one run's kernels never touches another's."""
+    import fcntl
+    lock_dir = os.path.join(tempfile.gettempdir(), "bpgrade-uid-locks")
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    busy = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                busy.add(os.stat(f"/proc/{pid}").st_uid)
+            except OSError:
+                pass
+    got = []
+    for uid in range(first, last + 1):
+        if len(got) == n:
+            break
+        if uid in busy:
+            continue
+        f = open(os.path.join(lock_dir, str(uid)), "w")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _HELD.append(f)
+        got.append(uid)
+    if len(got) < n:
+        raise SystemExit(f"grading: no free sandbox user ids in {first}..{last}")
+    return got
 
 
 class Slot:
@@ -231,14 +268,15 @@ def main(argv=None):
     for d in ("records", "feedback", "logs"):
         os.makedirs(os.path.join(out, d))
     slots = []
+    uids = reserve_uids(n) if is_root else [-1] * n
     for k, root in enumerate(course.make_worker_dirs(out, n)):
-        uid = UID_BASE + k if is_root else -1
+        uid = uids[k]
         settings = {"assignment": a, "course": root, "slot": k, "uid": uid, "timeout": args.timeout,
                     "db_url": "sqlite:///" + os.path.join(root, "gradebook.db"),
                     "sandbox_root": sandbox_root, "records": os.path.join(out, "records"),
                     "feedback": os.path.join(out, "feedback"), "jupyter_path": jupyter_path,
                     "runtime": os.path.join(root, "runtime"), "hide": hide, "memory_mb": args.memory_mb,
-                    "cpu_s": max(60, args.timeout * 20), "output_chars": args.output_chars,
+                    "cpu_s": args.cpu_seconds or max(30, args.timeout * 4), "output_chars": args.output_chars,
                     "verify_module": args.verify_module, "alembic_head": course.prepare_environment(),
                     "kernel_env": kernel_env}
         sp = os.path.join(root, "settings.json")
@@ -299,6 +337,7 @@ def main(argv=None):
         row["notes"] += r.get("notes", [])
         if not r.get("graded"):
             row["problem"] = r.get("problem", "not graded")
+            row["log_tail"] = r.get("log_tail", "")
             continue
         row.update(score=r["score"], max_score=r["max_score"], cells=r["cells"],
                    feedback=r.get("feedback", ""),

@@ -104,6 +104,13 @@ def k_hang_import(nb, ctx):
     return nb
 
 
+def k_hang_uninterruptible(nb, ctx):
+    """An endless loop that ignores the interrupt (SIGINT): only the kernel's CPU limit ends it."""
+    _insert_after_first_solution(nb, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                     "signal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n")
+    return nb
+
+
 def k_kill_kernel(nb, ctx):
     _insert_after_first_solution(nb, "import os\nos._exit(1)\n")
     return nb

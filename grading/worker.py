@@ -200,9 +200,11 @@ def grade_one(api, s, task):
     autograded = os.path.join(root, "autograded", student, a, f"{a}.ipynb")
     if not res.get("success") or not os.path.isfile(autograded):
         if "DeadKernel" in log or "Kernel died" in log or "kernel died" in log.lower():
-            why = "the kernel died while running the notebook (os._exit, a crash or the memory limit)"
-        elif "Kernel didn't respond" in log or "startup" in log.lower() and "timeout" in log.lower():
-            why = "the kernel did not start or stopped responding"
+            why = ("the kernel died while running the notebook (os._exit, a crash, or the kernel's "
+                   "CPU-time limit)")
+        elif "timeout" in log.lower() or "didn't respond" in log:
+            why = ("the kernel stopped responding (an endless loop that ignores interrupts?) or did not "
+                   "start, and was stopped")
         else:
             last = [ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["no log"]
             why = f"nbgrader could not grade it ({last[0][:200]})"

@@ -30,6 +30,7 @@ CASES = {
     "hangsolution": ("hang_solution", FULL, "interrupted after the 8 s cell limit"),
     "hangimport": ("hang_import", FULL, "interrupted after the 8 s cell limit"),
     "killkernel": ("kill_kernel", 0, "kernel died"),
+    "hanguninterruptible": ("hang_uninterruptible", 0, "the kernel"),   # died (CPU limit) or stopped
     "sysexit": ("sys_exit", FULL - FIRST, "SystemExit"),
     "raiseeverywhere": ("raise_everywhere", 0, "RuntimeError"),
     "print100mb": ("print_100mb", FULL - FIRST, "output limit"),
@@ -86,6 +87,8 @@ def _text(html_path):
 def test_each_student_score_and_flag(graded, student):
     kind, score, phrase = CASES[student]
     row = graded["rows"][student]
+    if kind == "steal" and "mount-namespace" not in " ".join(graded["results"]["isolation"]):
+        pytest.skip("no mount namespace here: the solutions are readable (see test_stealing_finds_nothing)")
     assert float(row["max_score"]) == FULL, row            # never extra points, whatever the metadata says
     assert float(row["score"]) == score, (kind, row["score"], row["status"])
     if phrase == "ok":
