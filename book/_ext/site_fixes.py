@@ -1,9 +1,33 @@
 """Small fixes to the HTML of jupyter-book 1.x, found by the browser test (tests/test_site.py).
 
+* MathJax is served by the site itself (no CDN, so math renders offline):
+  `make book` copies the npm bundle (package-lock.json) to
+  _build/mathjax/mathjax/tex-svg-full.js, which _config.yml puts on
+  html_static_path. A build started without `make` copies it from
+  node_modules, or stops with a message that says what to run.
 * sphinx-thebe registers its configuration script twice, so every page logged
   "Identifier 'THEBE_JS_URL' has already been declared": keep one copy of
   every script.
 """
+import shutil
+from pathlib import Path
+
+from sphinx.errors import ExtensionError
+
+MATHJAX = Path("_build/mathjax/mathjax/tex-svg-full.js")
+NPM_BUNDLE = Path("node_modules/mathjax/es5/tex-svg-full.js")
+
+
+def _ensure_mathjax(app, config):
+    root = Path(app.confdir)
+    target, bundle = root / MATHJAX, root / NPM_BUNDLE
+    if target.is_file():
+        return
+    if not bundle.is_file():
+        raise ExtensionError(f"MathJax is missing ({MATHJAX}): build the site with `make book`, "
+                             f"or run `npm ci` first (it installs the version in package-lock.json)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bundle, target)
 
 
 def _dedupe_scripts(app, pagename, templatename, context, doctree):
@@ -22,5 +46,6 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
 
 
 def setup(app):
+    app.connect("config-inited", _ensure_mathjax)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
