@@ -20,7 +20,7 @@ import nbformat
 from . import collect, course, inspect_nb, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-UID_BASE = 61000
+UID_BASE = 62000
 MARKER = ".grading-run"
 
 
