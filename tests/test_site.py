@@ -5,7 +5,8 @@ no console errors, no failed or 4xx/5xx requests, no request to any other host
 (MathJax, fonts and scripts are all served by the site itself), no broken
 internal link (file and #anchor) or image, and math typeset by MathJax with no
 raw TeX left in the visible text. `make test` builds the book first.
-A screenshot of every page is saved under pytest's tmp dir.
+A screenshot of every page is saved under pytest's tmp dir (the first screenful;
+SITE_FULL_SCREENSHOTS=1 for whole pages).
 """
 import functools
 import html.parser
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
 CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+FULL_SHOTS = os.environ.get("SITE_FULL_SCREENSHOTS") == "1"
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
 if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
@@ -140,8 +142,8 @@ def check_page(page, problems, rel, shot_dir):
     try:
         page.wait_for_load_state("load")
         info = page.evaluate(_INSPECT)
-        page.screenshot(path=str(shot_dir / (rel.replace("/", "__") + ".jpg")), full_page=True,
-                        type="jpeg", quality=70)     # JPEG: a third of PNG's time on long pages
+        # the first screenful; SITE_FULL_SCREENSHOTS=1 takes whole pages (about 2 s each)
+        page.screenshot(path=str(shot_dir / (rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
     finally:
         page.close()
 
