@@ -27,7 +27,10 @@ CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FULL_SHOTS = os.environ.get("SITE_FULL_SCREENSHOTS") == "1"
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
+try:                                      # a requirement: missing is an error, not a skip
+    from playwright import sync_api
+except ImportError as e:                  # pragma: no cover
+    raise ImportError("tests/test_site.py needs playwright: pip install -r requirements.txt") from e
 if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
     pytest.skip("Chromium is not installed at /usr/bin/chromium "
                 "(apt-get install -y chromium): the real-browser site test cannot run", allow_module_level=True)
