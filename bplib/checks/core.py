@@ -144,7 +144,11 @@ def judge(check, results):
                     known += [h for h in check.diagnose(case, got, want) if h not in known]
                 except Exception:          # noqa: BLE001  (odd arrays: no extra hint)
                     pass
-            lines = [f"✗ {title}: wrong{where}."] + ["  - " + p for p in problems]
+            shown = problems[:3]
+            if len(problems) > 3:                # short: the first three, then just the names
+                rest = [p.split(" ", 1)[0] for p in problems[3:]]
+                shown.append(f"{', '.join(rest)} {'is' if len(rest) == 1 else 'are'} wrong too.")
+            lines = [f"✗ {title}: wrong{where}."] + ["  - " + p for p in shown]
             if known:
                 lines.append("  Hint: " + " ".join(known))
             elif check.hint:
