@@ -32,7 +32,8 @@ def parse_args(argv):
                    help="folder holding <assignment>/<assignment>.ipynb (default: solutions/)")
     p.add_argument("--out", default=None, help="working folder (default: runs/<assignment>)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
-    p.add_argument("--timeout", type=int, default=30, help="seconds per cell (nbgrader Execute.timeout)")
+    p.add_argument("--timeout", type=int, default=None,
+                   help="seconds per cell (default: Execute.timeout of the repo's nbgrader_config.py, else 30)")
     p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of a student kernel")
     p.add_argument("--cpu-seconds", type=int, default=None,
                    help="CPU-time limit of a student kernel (default: 4 x the cell limit, at least 30)")
@@ -43,6 +44,16 @@ def parse_args(argv):
                    help="run the ungraded demonstration cells in full (default: BPLIB_FAST=1, their small version)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     return p.parse_args(argv)
+
+
+def repo_cell_timeout(default=30):
+    """Execute.timeout from the repository's nbgrader_config.py (the course's one setting)."""
+    try:
+        from traitlets.config.loader import PyFileConfigLoader
+        cfg = PyFileConfigLoader("nbgrader_config.py", path=REPO).load_config()
+        return int(cfg.Execute.timeout) if "timeout" in cfg.Execute else default
+    except Exception:   # noqa: BLE001  (no or unreadable config: nbgrader's default)
+        return default
 
 
 def _inside(path, folder):
@@ -180,6 +191,8 @@ class Slot:
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.timeout is None:
+        args.timeout = repo_cell_timeout()
     a = args.assignment
     t_start = time.time()
     say = (lambda *x: None) if args.quiet else (lambda *x: print(*x, flush=True))

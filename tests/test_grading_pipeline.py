@@ -245,3 +245,7 @@ def test_never_empties_a_folder_it_did_not_make(tmp_path, capsys):
     rc = cli.main(["mini", str(tmp_path / "class"), "--source-dir", SOURCE, "--out", str(precious)])
     assert rc == 2 and "was not made by the grading command" in capsys.readouterr().err
     assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_cell_limit_comes_from_the_repos_nbgrader_config():
+    assert cli.repo_cell_timeout(default=-1) == 30      # nbgrader_config.py: c.Execute.timeout = 30
