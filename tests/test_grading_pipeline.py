@@ -249,3 +249,12 @@ def test_never_empties_a_folder_it_did_not_make(tmp_path, capsys):
 
 def test_cell_limit_comes_from_the_repos_nbgrader_config():
     assert cli.repo_cell_timeout(default=-1) == 30      # nbgrader_config.py: c.Execute.timeout = 30
+
+
+def test_zip_bomb_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(collect, "MAX_ZIP_MEMBER", 1000)
+    z = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("eve/mini.ipynb", "0" * 100_000)          # 100 kB from a few hundred bytes
+    with pytest.raises(collect.CollectionError, match="unpacks to"):
+        collect.unpack_zip(str(z), str(tmp_path / "in"))
