@@ -9,7 +9,8 @@ The sources are jupytext-style percent files with a few tags of our own:
                                is replaced by `raise NotImplementedError()` in the exercise
     # %% check <check_id>      an autograded test cell: `check("<check_id>", <function>)`,
                                points and function from bplib.checks; "_hidden" checks are
-                               wrapped in ### BEGIN/END HIDDEN TESTS
+                               wrapped in ### BEGIN/END HIDDEN TESTS; visible ones are tagged
+                               raises-exception (Run All shows every verdict)
 
 Usage:  python scripts/make_solutions.py [assignment ...]   (default: all)
 Then `make exercises` runs `nbgrader generate_assignment` to write exercises/.
@@ -52,6 +53,10 @@ def _check_cell(check_id, assignment):
                f"check(\"{check_id}\", {c.fn_name})")
     cell = nbformat.v4.new_code_cell(src)
     cell.metadata["nbgrader"] = _nbgrader(check_id, grade=True, locked=True, points=c.points)
+    if not c.hidden:
+        # JupyterLab's Run All goes on past a failing check, so one run shows every verdict and
+        # the summary (nbgrader still scores the cell 0: it looks at the error, not the tag)
+        cell.metadata["tags"] = ["raises-exception"]
     return cell
 
 
