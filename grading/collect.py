@@ -110,22 +110,23 @@ def _walk_files(folder):
     return out
 
 
-def _top_level(folder):
-    """The folder whose children are the students (descends one wrapper folder of a zip export)."""
+def _top_level(folder, assignment):
+    """The folder whose children are the students (descends wrapper folders of a zip export, but
+    not into a learner's own folder: one holding a notebook or nbgrader's ``<assignment>/`` folder)."""
     entries = [e for e in sorted(os.listdir(folder)) if _visible(e)]
     if len(entries) == 1 and os.path.isdir(os.path.join(folder, entries[0])):
         inner = os.path.join(folder, entries[0])
         inner_entries = [e for e in os.listdir(inner) if _visible(e)]
-        has_notebook_here = any(e.lower().endswith(".ipynb") and os.path.isfile(os.path.join(inner, e))
-                                for e in inner_entries)
-        if inner_entries and not has_notebook_here:
-            return _top_level(inner)
+        a_learner = any((e.lower().endswith(".ipynb") and os.path.isfile(os.path.join(inner, e)))
+                        or e == assignment for e in inner_entries)
+        if inner_entries and not a_learner:
+            return _top_level(inner, assignment)
     return folder
 
 
 def collect(folder, assignment):
     """Group the files under ``folder`` by student; returns a list of :class:`Submission`."""
-    top = _top_level(folder)
+    top = _top_level(folder, assignment)
     groups = {}          # student id -> list of (entry name, files)
     for entry in sorted(os.listdir(top)):
         if not _visible(entry):

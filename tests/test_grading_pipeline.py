@@ -258,3 +258,17 @@ def test_zip_bomb_is_refused(tmp_path, monkeypatch):
         zf.writestr("eve/mini.ipynb", "0" * 100_000)          # 100 kB from a few hundred bytes
     with pytest.raises(collect.CollectionError, match="unpacks to"):
         collect.unpack_zip(str(z), str(tmp_path / "in"))
+
+
+def test_nbgrader_layout_and_wrapper_folders(tmp_path):
+    one = tmp_path / "submitted" / "dan" / "mini"            # nbgrader collect, a class of one
+    one.mkdir(parents=True)
+    (one / "mini.ipynb").write_text("{}")
+    (one / "timestamp.txt").write_text("2026-01-01 10:00:00")
+    subs = collect.collect(str(tmp_path / "submitted"), "mini")
+    assert [(s.student, s.notes) for s in subs] == [("dan", [])]
+    wrapped = tmp_path / "export" / "mini-submissions"        # a zip's wrapper folder around the class
+    for name in ("Ann Lee_1_assignsubmission_file_", "Ben Ng_2_assignsubmission_file_"):
+        (wrapped / name).mkdir(parents=True)
+        (wrapped / name / "mini.ipynb").write_text("{}")
+    assert [s.student for s in collect.collect(str(tmp_path / "export"), "mini")] == ["ann_lee_1", "ben_ng_2"]
