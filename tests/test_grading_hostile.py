@@ -134,3 +134,11 @@ def test_feedback_has_no_hidden_tests_or_solution_code(graded):
 def test_hostile_output_is_bounded(graded):
     size = os.path.getsize(graded["out"] / "feedback" / "print100mb.html")
     assert size < 2_000_000, size
+
+
+def test_kernels_ran_in_the_sandbox(graded):
+    iso = " ".join(graded["results"]["isolation"])
+    assert "limits: memory 2048 MB" in iso                  # RLIMIT_AS, as root or not
+    if os.geteuid() == 0 and "mount-namespace" in iso:
+        assert "runs as uid 62" in iso                       # not root: cannot undo the hidden paths
+        assert os.path.realpath(os.path.join(synthetic.REPO, "solutions")) in iso
