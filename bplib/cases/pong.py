@@ -1,7 +1,8 @@
 """Worked case: Atari Pong from pixels by policy gradient (REINFORCE), in numpy.
 
-    python -m bplib.cases.pong --hours 2 --seed 0 --out runs/pong      # train (checkpoints every few minutes)
-    python -m bplib.cases.pong --hours 1 --out runs/pong --resume      # carry on from the last checkpoint
+    python -m bplib.cases.pong --hours 3 --seed 0 --out runs/pong          # train, checkpoint every 5 minutes
+    python -m bplib.cases.pong --hours 1 --seed 0 --out runs/pong --resume # carry on from the last checkpoint
+    python -m bplib.cases.pong --out runs/pong --export book/results/pong  # results for the book (float16 weights)
 
 The policy is a two-layer network from bplib layers (Karpathy, "Pong from
 Pixels", 2016)::
