@@ -25,9 +25,12 @@ MARKER = ".grading-run"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m grading", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m grading", description="Grade a class: nbgrader autograde in "
+                                "parallel sandboxed kernels, clean verification, feedback pages, grades.csv. "
+                                "See book/instructors.md.")
     p.add_argument("assignment", help="assignment name, e.g. dense_backward")
-    p.add_argument("submissions", help="a folder of submissions or a .zip exported by a learning platform")
+    p.add_argument("submissions", help="a folder of submissions, a .zip exported by a learning platform, "
+                                       "or one .ipynb")
     p.add_argument("--source-dir", default=os.path.join(REPO, "solutions"),
                    help="folder holding <assignment>/<assignment>.ipynb (default: solutions/)")
     p.add_argument("--out", default=None, help="working folder (default: runs/<assignment>)")
