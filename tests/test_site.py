@@ -3,8 +3,10 @@
 Every page of _build/html is loaded from a loopback HTTP server and must show:
 no console errors, no failed or 4xx/5xx requests, no request to any other host
 (MathJax, fonts and scripts are all served by the site itself), no broken
-internal link (file and #anchor) or image, and math typeset by MathJax with no
-raw TeX left in the visible text. `make test` builds the book first.
+internal link (file and #anchor) or image, math typeset by MathJax with no raw
+TeX left in the visible text, no equation, figure or table wider than the
+column, and at least one figure made by its own code on every chapter page.
+`make test` builds the book first.
 A screenshot of every page is saved under pytest's tmp dir (the first screenful;
 SITE_FULL_SCREENSHOTS=1 for whole pages).
 """
@@ -104,6 +106,15 @@ _INSPECT = """async () => {
     mathRendered: document.querySelectorAll('main mjx-container').length,
     mathErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
     figures: Array.from(document.querySelectorAll('.cell_output img')).filter(i => i.naturalWidth > 0).length,
+    tooWide: (() => {                    // display math, figures and tables must fit the column
+      const art = document.querySelector('article.bd-article');
+      if (!art) return [];
+      const right = art.getBoundingClientRect().right + 2;
+      return Array.from(document.querySelectorAll('mjx-container[display=true] svg, .cell_output img, article table'))
+        .filter(e => e.getBoundingClientRect().right > right)
+        .map(e => (e.closest('mjx-container') ? 'display math' : e.tagName.toLowerCase()) + ' sticks out by '
+                  + Math.round(e.getBoundingClientRect().right - right) + ' px');
+    })(),
     text: clone.innerText,
   };
 }"""
@@ -166,6 +177,7 @@ def check_page(page, problems, rel, shot_dir):
             problems.append(f"internal link to a missing anchor: {href}")
     if re.fullmatch(r"book/0\d_.*\.html", rel) and not info["figures"]:
         problems.append("a chapter without a figure made by its own code (no image in any cell output)")
+    problems.extend(f"too wide for the column (1280-pixel window): {w}" for w in info["tooWide"])
     if info["mathSources"]:
         if info["mathRendered"] < info["mathSources"]:
             problems.append(f"MathJax typeset {info['mathRendered']} of {info['mathSources']} math elements")
