@@ -421,7 +421,7 @@ def _scratch(work, name, shape, dtype):
 
 
 def _lstm_fast_forward(x, h0, Wx, Wh, b, work=None):
-    """= lstm_forward, transposed. x: (N, T, D), h0: (N, H) -> h: (N, T, H) (a view), state.
+    """= lstm_forward, transposed. x: (N, T, D), h0: (N, H) -> h: (N, T, H), state.
 
     sigmoid(a) = (1 + tanh(a/2)) / 2, so with the i, f, o rows of Wx^T, Wh^T and b
     halved (exactly: a power of 2) one tanh per step computes all four gates.
@@ -453,7 +453,7 @@ def _lstm_fast_forward(x, h0, Wx, Wh, b, work=None):
         np.tanh(c[t + 1], out=tanh_c[t])
         np.multiply(o, tanh_c[t], out=h[t + 1])                    # h = o tanh(c)
     state = dict(x=x, xT=xT, h0=h0, Wx=Wx, Wh=Wh, gates=gates, h=h, c=c, tanh_c=tanh_c)
-    return h[1:].transpose(2, 0, 1), state
+    return h[1:].transpose(2, 0, 1).copy(order="K"), state         # a copy: the caller may change it
 
 
 def _lstm_book_cache(state):
@@ -701,15 +701,16 @@ class MaxPool2D(Layer):
             raise ValueError(f"MaxPool2D: input of spatial size {x.shape[2]}x{x.shape[3]} is smaller "
                              f"than the {self.kernel_size}x{self.kernel_size} window")
         self._x = x
-        self._out = _maxpool_fast_forward(x, self.kernel_size, self.stride)   # = maxpool2d_forward
-        self._out_shape = self._out.shape
-        return self._out
+        out = _maxpool_fast_forward(x, self.kernel_size, self.stride)   # = maxpool2d_forward
+        self._out_shape = out.shape
+        return out
 
     def backward(self, dout):
         self._need_forward()
         self._check_dout(dout)
         if self.backward_fn is maxpool2d_backward:    # the built-in one: same result, faster
-            return _maxpool_fast_backward(dout, self._x, self._out, self.kernel_size, self.stride)
+            out = _maxpool_fast_forward(self._x, self.kernel_size, self.stride)   # not the returned out:
+            return _maxpool_fast_backward(dout, self._x, out, self.kernel_size, self.stride)  # it may be changed
         return self.backward_fn(dout, self._x, self.kernel_size, self.stride)
 
     def __repr__(self):
