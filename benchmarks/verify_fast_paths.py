@@ -32,6 +32,7 @@ reports.append(check_layer(net2, rng.integers(0, 7, (2, 5))))
 bad = [r for r in reports if not r.ok]
 print(f"check_layer: {len(reports)} layers, worst {max(r.max_error for r in reports):.1e}, failures {len(bad)}")
 for r in bad: print(r)
+assert not bad, "check_layer failed"
 
 # class path vs public functions, incl. ties and non-contiguous inputs
 worst = 0
