@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -304,25 +305,28 @@ def main(argv=None):
     for t in tasks:
         todo.put(t)
     results, done, lock = {}, [], threading.Lock()
+    stopping = threading.Event()
     say(f"grading {len(tasks)} notebooks with {n} workers (cell limit {args.timeout} s, "
         f"kernel memory {args.memory_mb} MB)")
 
     def run(slot):
         mine = []
-        while True:
+        while not stopping.is_set():
             try:
                 t = todo.get_nowait()
             except queue.Empty:
                 break
             budget = args.timeout * (t["code_cells"] + 2) + 120
             r = slot.grade(t, budget)
+            if stopping.is_set():
+                break
             mine.append(r)
             with lock:
                 done.append(t["student"])
                 if not args.quiet:
                     state = "autograded" if r.get("graded") else r.get("problem", "not graded")
                     print(f"  [{len(done)}/{len(tasks)}] {t['student']}: {state}", flush=True)
-        if any(r.get("graded") for r in mine):
+        if any(r.get("graded") for r in mine) and not stopping.is_set():
             # verification (one clean process), overrides and feedback for all of this worker's learners
             finished = slot.finish(mine, budget=300 + 10 * len(mine))
             mine = finished if finished is not None else [
@@ -338,12 +342,28 @@ def main(argv=None):
             except (OSError, subprocess.TimeoutExpired):
                 slot.kill()
 
-    threads = [threading.Thread(target=run, args=(s,)) for s in slots]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    shutil.rmtree(sandbox_root, ignore_errors=True)
+    threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in slots]
+
+    def stop(signum, frame):              # Ctrl-C or a SIGTERM: stop the workers and their kernels
+        raise KeyboardInterrupt
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            while th.is_alive():
+                th.join(timeout=1)
+    except KeyboardInterrupt:
+        stopping.set()
+        for _ in range(2):                 # a thread may have started a worker meanwhile
+            for slot in slots:
+                slot.kill()
+            time.sleep(0.5)
+        print("grading: stopped; nothing was written to grades.csv", file=sys.stderr)
+        return 130
+    finally:
+        shutil.rmtree(sandbox_root, ignore_errors=True)
 
     # 5. merge
     isolation = sorted({r.get("isolation", "") for r in results.values() if r.get("isolation")})
