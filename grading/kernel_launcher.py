@@ -21,6 +21,7 @@ Then it execs ``python -m ipykernel_launcher``. What it writes for the worker:
 ``kernel.pid`` and ``isolation.txt`` (what of the above was in force).
 """
 import ctypes
+import importlib.util
 import os
 import resource
 import signal
@@ -160,7 +161,13 @@ def main(argv):
     if is_root:
         try:
             interpreter = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
-            keep = {sandbox, interpreter, os.path.realpath(sys.base_prefix)}
+            # the interpreter, the virtual environment (data packages) and bplib's own
+            # folder (an editable install points into the repository) stay visible even
+            # when they live under a hidden path such as /tmp or the home folder
+            keep = {sandbox, interpreter, os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+            spec = importlib.util.find_spec("bplib")
+            for loc in (spec.submodule_search_locations or []) if spec else []:
+                keep.add(os.path.realpath(loc))
             cache = os.environ.get("GRADING_MNIST_CACHE")
             if cache:
                 keep.add(os.path.dirname(os.path.realpath(cache)))
