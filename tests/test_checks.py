@@ -189,3 +189,10 @@ def test_start_forgets_and_summary_counts(solutions, capsys):
 def test_unknown_check_id():
     with pytest.raises(KeyError, match="unknown check"):
         check("no_such_check", print)
+
+
+def test_answers_that_are_not_numbers(capsys):
+    with pytest.raises(AssertionError, match="not an array of numbers"):
+        check("mul_backward_visible", lambda a, b, dout: ("x", "y"))
+    with pytest.raises(AssertionError, match="is None"):
+        check("relu_backward_visible", lambda dout, x: None)

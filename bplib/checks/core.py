@@ -89,16 +89,15 @@ def _as_numeric(x):
     if x is None:
         return None
     try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         return None
-    return a
 
 
 def _matches(got, want, tol):
+    got, want = _as_numeric(got), _as_numeric(want)
     if got is None or want is None:
         return False
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
     return got.shape == want.shape and bool(np.all(np.isfinite(got))) and rel_error(want, got) < tol
 
 
