@@ -253,7 +253,11 @@ def _checks():
         ("backward", ("grad", "calls"), _call_backward, _backward_ref, _backward_mistakes,
          _backward_cases_visible, _backward_cases_hidden, (2, 3)),
     ]
-    hints = {"backward": "Set root.grad = 1, then call node._backward() for every node from the root "
+    hints = {"mul_backward": "Each input gets dout times the OTHER input: (b * dout, a * dout).",
+             "pow_backward": "The power rule times dout: k * a**(k - 1) * dout.",
+             "exp_backward": "The derivative of exp is exp itself, already computed as `out`; times dout.",
+             "tanh_backward": "Written with the output: (1 - out**2) * dout.",
+             "backward": "Set root.grad = 1, then call node._backward() for every node from the root "
                          "back to the leaves (reversed topological order), each node once. "
                          "grad[i] is node i in the order the graph was built; the leaves come first; "
                          "calls[i] counts how often node i's _backward ran."}
