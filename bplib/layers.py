@@ -366,7 +366,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     h_t, c_t = h0, np.zeros_like(h0)
     steps = []
     for t in range(T):
-        h_t, c_t, step = _lstm_step(xWx[:, t], h_t, c_t, Wh, b)
+        h_t, c_t, step = _lstm_step(xWx[:, t], h_t, c_t, Wh, b, x=x[:, t])
         h[:, t] = h_t
         steps.append(step)
     return h, dict(x=x, h0=h0, Wx=Wx, Wh=Wh, steps=steps)
@@ -459,7 +459,7 @@ def _lstm_fast_forward(x, h0, Wx, Wh, b, work=None):
 def _lstm_book_cache(state):
     """The cache ``lstm_forward`` returns, as (N, .) views into the fast forward's arrays."""
     gates, h, c, tanh_c, Hs = state["gates"], state["h"], state["c"], state["tanh_c"], state["h"].shape[1]
-    steps = [dict(x=None, h_prev=h[t].T, c_prev=c[t].T, i=gates[t, :Hs].T, f=gates[t, Hs:2 * Hs].T,
+    steps = [dict(x=state["x"][:, t], h_prev=h[t].T, c_prev=c[t].T, i=gates[t, :Hs].T, f=gates[t, Hs:2 * Hs].T,
                   o=gates[t, 2 * Hs:3 * Hs].T, g=gates[t, 3 * Hs:].T, tanh_c=tanh_c[t].T, Wh=state["Wh"])
              for t in range(gates.shape[0])]
     return dict(x=state["x"], h0=state["h0"], Wx=state["Wx"], Wh=state["Wh"], steps=steps)

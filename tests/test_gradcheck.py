@@ -92,7 +92,7 @@ def test_compare_diagnoses(expected, got, words):
 
 def test_compare_names_the_batch_size():
     assert "batch size) times too large" in G.compare("dW", E, 8 * E, batch_size=8).message
-    assert "divided by N twice" in G.compare("dW", E, E / 8, batch_size=8).message
+    assert "an average over the batch where a sum belongs" in G.compare("dW", E, E / 8, batch_size=8).message
 
 
 def test_compare_finds_a_forgotten_mask():
