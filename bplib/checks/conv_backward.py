@@ -8,7 +8,7 @@
 import numpy as np
 
 from .. import layers
-from .core import Check
+from .core import visible_and_hidden
 
 A = "conv_backward"
 
@@ -182,16 +182,11 @@ def _checks():
     }
     spec = [
         ("conv2d_backward", ("dx", "dW", "db"), _call_conv, _conv_ref, _conv_mistakes, _conv_visible,
-         _conv_hidden, (3, 5), _conv_diagnose),
+         _conv_hidden, (3, 5), dict(diagnose=_conv_diagnose)),
         ("maxpool2d_backward", ("dx",), _call_pool, _pool_ref, _pool_mistakes, _pool_visible, _pool_hidden,
-         (2, 3), None),
+         (2, 3)),
     ]
-    out = []
-    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph), diag in spec:
-        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
-            out.append(Check(f"{name}_{kind}", A, pts, name, outputs, cases, call, ref, mistakes,
-                             hint=hints[name], diagnose=diag))
-    return out
+    return visible_and_hidden(A, spec, hints)
 
 
 CHECKS = _checks()

@@ -257,3 +257,18 @@ def load_record(path, check):
                 break
             results.append({k.split(".", 1)[1]: np.array(data[k]) for k in keys})
     return status, results
+
+
+def visible_and_hidden(assignment, spec, hints, **common):
+    """Two checks per graded function, ``<name>_visible`` and ``<name>_hidden``.
+
+    Each row of ``spec``: (name, outputs, call, reference, mistakes, visible_cases,
+    hidden_cases, (visible_points, hidden_points)[, options]), where the optional
+    ``options`` dict adds ``Check`` arguments for that function only.
+    """
+    out = []
+    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph), *options in spec:
+        kw = dict(common, hint=hints[name], **(options[0] if options else {}))
+        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
+            out.append(Check(f"{name}_{kind}", assignment, pts, name, outputs, cases, call, ref, mistakes, **kw))
+    return out

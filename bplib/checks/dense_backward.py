@@ -7,7 +7,7 @@
 import numpy as np
 
 from .. import layers, losses
-from .core import Check
+from .core import visible_and_hidden
 
 A = "dense_backward"
 
@@ -140,12 +140,7 @@ def _checks():
         ("relu_backward", ("dx",), _call_relu, _relu_ref, _relu_mistakes, _relu_visible, _relu_hidden, (1, 2)),
         ("softmax_cross_entropy", ("loss", "dlogits"), _call_sce, _sce_ref, _sce_mistakes, _sce_visible, _sce_hidden, (2, 3)),
     ]
-    out = []
-    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph) in spec:
-        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
-            out.append(Check(f"{name}_{kind}", A, pts, name, outputs, cases, call, ref, mistakes,
-                             hint=hints[name], batch_size=bs))
-    return out
+    return visible_and_hidden(A, spec, hints, batch_size=bs)
 
 
 CHECKS = _checks()

@@ -7,7 +7,7 @@
 """
 import numpy as np
 
-from .core import Check
+from .core import visible_and_hidden
 
 A = "gradient_descent"
 
@@ -151,20 +151,15 @@ def _checks():
     }
     spec = [
         ("sgd_step", ("w_new",), lambda f, c: f(c["w"], c["dw"], c["lr"]), _sgd_ref, _sgd_mistakes,
-         _sgd_visible, _sgd_hidden, (1, 1), None),
+         _sgd_visible, _sgd_hidden, (1, 1)),
         ("momentum_step", ("w_new", "v_new"), lambda f, c: f(c["w"], c["dw"], c["v"], c["lr"], c["mu"]), _mom_ref,
-         _mom_mistakes, _mom_visible, _mom_hidden, (1, 2), None),
+         _mom_mistakes, _mom_visible, _mom_hidden, (1, 2)),
         ("linear_loss_grad", ("loss", "dw", "db"), lambda f, c: f(c["X"], c["y"], c["w"], c["b"]), _lin_ref,
-         _lin_mistakes, _lin_visible, _lin_hidden, (2, 3), lambda c: len(c["y"])),
+         _lin_mistakes, _lin_visible, _lin_hidden, (2, 3), dict(batch_size=lambda c: len(c["y"]))),
         ("fit_linear", ("w", "b"), lambda f, c: f(c["X"], c["y"], c["lr"], c["steps"]), _fit_ref, _fit_mistakes,
-         _fit_visible, _fit_hidden, (1, 2), None),
+         _fit_visible, _fit_hidden, (1, 2)),
     ]
-    out = []
-    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph), bs in spec:
-        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
-            out.append(Check(f"{name}_{kind}", A, pts, name, outputs, cases, call, ref, mistakes,
-                             hint=hints[name], batch_size=bs))
-    return out
+    return visible_and_hidden(A, spec, hints)
 
 
 CHECKS = _checks()

@@ -8,7 +8,7 @@
 import numpy as np
 
 from .. import layers
-from .core import Check
+from .core import visible_and_hidden
 
 A = "lstm_backward"
 
@@ -152,12 +152,7 @@ def _checks():
         ("lstm_backward", ("dx", "dh0", "dWx", "dWh", "db"), _call_seq, _seq_ref, _seq_mistakes,
          _seq_visible, _seq_hidden, (3, 5)),
     ]
-    out = []
-    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph) in spec:
-        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
-            out.append(Check(f"{name}_{kind}", A, pts, name, outputs, cases, call, ref, mistakes,
-                             hint=hints[name], tol=1e-6))
-    return out
+    return visible_and_hidden(A, spec, hints, tol=1e-6)
 
 
 CHECKS = _checks()

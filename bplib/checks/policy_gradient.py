@@ -8,7 +8,7 @@
 import numpy as np
 
 from .. import losses
-from .core import Check
+from .core import visible_and_hidden
 
 A = "policy_gradient"
 
@@ -131,16 +131,11 @@ def _checks():
     }
     spec = [
         ("discounted_returns", ("returns",), lambda f, c: f(c["rewards"], c["dones"], c["gamma"]), _ret_ref,
-         _ret_mistakes, _ret_visible, _ret_hidden, (2, 3), None),
+         _ret_mistakes, _ret_visible, _ret_hidden, (2, 3)),
         ("policy_gradient_loss", ("loss", "dlogits"), lambda f, c: f(c["logits"], c["actions"], c["advantages"]),
-         _pg_ref, _pg_mistakes, _pg_visible, _pg_hidden, (3, 4), lambda c: len(c["actions"])),
+         _pg_ref, _pg_mistakes, _pg_visible, _pg_hidden, (3, 4), dict(batch_size=lambda c: len(c["actions"]))),
     ]
-    out = []
-    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph), bs in spec:
-        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
-            out.append(Check(f"{name}_{kind}", A, pts, name, outputs, cases, call, ref, mistakes,
-                             hint=hints[name], batch_size=bs))
-    return out
+    return visible_and_hidden(A, spec, hints)
 
 
 CHECKS = _checks()
