@@ -156,6 +156,7 @@ def make_env(seed, render=False):
     import ale_py
     import gymnasium as gym
     gym.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no start-up banner in logs and pages
     env = gym.make("ALE/Pong-v5", repeat_action_probability=0.0,
                    render_mode="rgb_array" if render else None)
     env.reset(seed=seed)
