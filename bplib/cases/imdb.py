@@ -19,13 +19,13 @@ steps (``mask``), and its backward sends gradient only to them, so the padded
 steps get dL/dh = 0 and change nothing.
 """
 import argparse
-import csv
 import json
 import os
 import time
 
 import numpy as np
 
+from bplib.cases import write_metrics
 from bplib.data import Vocabulary, load_imdb
 from bplib.layers import LSTM, Dense, Embedding, sigmoid_forward
 from bplib.losses import binary_cross_entropy
@@ -180,16 +180,10 @@ def train(epochs=3, seed=0, batch_size=64, lr=2e-3, lr_decay=0.5, vocab_size=100
                   total_seconds=round(time.time() - t_start, 1),
                   parameters=int(sum(v.size for v in model.params.values())))
     if out:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_metrics(out, rows, result)
         save_weights(os.path.join(out, "weights.npz"), model, vocab, embed_dim=embed_dim, hidden=hidden,
                      max_len=max_len)
         np.save(os.path.join(out, "test_proba.npy"), p.astype(np.float32))
-        with open(os.path.join(out, "result.json"), "w") as f:
-            json.dump(result, f, indent=1)
     return result, model
 
 

@@ -15,13 +15,13 @@ learning rate decayed by ``--lr-decay`` after every epoch. ``--shift S``
 to S pixels at random, a cheap augmentation: the digit moves, its label does not.
 """
 import argparse
-import csv
 import json
 import os
 import time
 
 import numpy as np
 
+from bplib.cases import write_metrics
 from bplib.data import load_mnist
 from bplib.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
 from bplib.losses import softmax_cross_entropy
@@ -136,14 +136,8 @@ def train(epochs=6, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=1
                   train_seconds=round(train_seconds, 1), train_cpu_seconds=rows[-1]["cpu_seconds"],
                   parameters=int(sum(v.size for v in model.params.values())))
     if out:
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_metrics(out, rows, result)
         save_weights(os.path.join(out, "weights.npz"), model, c1=c1, c2=c2, hidden=hidden)
-        with open(os.path.join(out, "result.json"), "w") as f:
-            json.dump(result, f, indent=1)
     return result, model
 
 
