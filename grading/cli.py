@@ -18,7 +18,7 @@ import time
 
 import nbformat
 
-from . import collect, course, inspect_nb, report
+from . import collect, course, inspect_nb, report, rerun, strip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UID_BASE = 62000
@@ -42,8 +42,12 @@ def parse_args(argv):
     p.add_argument("--cpu-seconds", type=int, default=None,
                    help="CPU-time limit of a student kernel (default: 4 x the cell limit, at least 30)")
     p.add_argument("--output-chars", type=int, default=100000, help="characters one cell may print")
-    p.add_argument("--verify-module", default="bplib.checks.verify",
-                   help="module run as `python -I -m MODULE <record dir>` to verify the checks")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the secret seed of the grader's cases (default: the one kept in runs/.grading-seed, "
+                        "made on first use; delete that file for a new term)")
+    p.add_argument("--seed-file", default=os.path.join(REPO, "runs", ".grading-seed"),
+                   help="where the secret seed is kept (mode 0600; hidden from learners' code)")
+    p.add_argument("--verify-module", default=None, help=argparse.SUPPRESS)   # before issue 12; ignored
     p.add_argument("--full-run", action="store_true",
                    help="run the ungraded demonstration cells in full (default: BPLIB_FAST=1, their small version)")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
@@ -274,15 +278,18 @@ def main(argv=None):
     sandbox_root = tempfile.mkdtemp(prefix="bpgrade-")
     os.chmod(sandbox_root, 0o711)
     hide = [os.path.join(REPO, d) for d in ("solutions", ".git", "tests", "runs", "submitted", "autograded",
-                                            "feedback", "_build", "benchmarks")]
+                                            "feedback", "_build", "benchmarks", "grading", "dist")]
     hide += [out, subs_path, os.path.abspath(args.source_dir), sandbox_root, tempfile.gettempdir(),
-             os.path.expanduser("~")]
+             os.path.expanduser("~"), os.path.abspath(args.seed_file)]
+    seed = rerun.load_seed(os.path.abspath(args.seed_file), args.seed)
+    stripped, removed = strip.build(os.path.join(out, "stripped"), rerun.allowed(a))
+    os.chmod(os.path.join(out, "stripped"), 0o755)
     kernel_env = {} if args.full_run else {"BPLIB_FAST": "1"}
     if "load_mnist" in json.dumps(release):
         cache = mnist_cache(os.path.join(sandbox_root, "cache"))
         if cache:
             kernel_env["GRADING_MNIST_CACHE"] = cache
-    for d in ("records", "feedback", "logs"):
+    for d in ("feedback", "logs"):
         os.makedirs(os.path.join(out, d))
     slots = []
     uids = reserve_uids(n) if is_root else [-1] * n
@@ -290,11 +297,11 @@ def main(argv=None):
         uid = uids[k]
         settings = {"assignment": a, "course": root, "slot": k, "uid": uid, "timeout": args.timeout,
                     "db_url": "sqlite:///" + os.path.join(root, "gradebook.db"),
-                    "sandbox_root": sandbox_root, "records": os.path.join(out, "records"),
+                    "sandbox_root": sandbox_root, "stripped": stripped, "seed": seed,
                     "feedback": os.path.join(out, "feedback"), "jupyter_path": jupyter_path,
                     "runtime": os.path.join(root, "runtime"), "hide": hide, "memory_mb": args.memory_mb,
                     "cpu_s": args.cpu_seconds or max(30, args.timeout * 4), "output_chars": args.output_chars,
-                    "verify_module": args.verify_module, "alembic_head": course.prepare_environment(),
+                    "alembic_head": course.prepare_environment(),
                     "kernel_env": kernel_env}
         sp = os.path.join(root, "settings.json")
         with open(sp, "w") as f:
@@ -377,7 +384,7 @@ def main(argv=None):
             continue
         row.update(score=r["score"], max_score=r["max_score"], cells=r["cells"],
                    feedback=r.get("feedback", ""),
-                   timing={k: r.get(k) for k in ("seconds", "verify_seconds", "feedback_seconds")})
+                   timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds")})
     csv_path = report.write_csv(os.path.join(out, "grades.csv"), rows, release)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"rows": rows, "isolation": isolation}, f, indent=1, sort_keys=True)

@@ -19,6 +19,12 @@ script (not imported from the grading package), before the kernel exists:
 
 Then it execs ``python -m ipykernel_launcher``. What it writes for the worker:
 ``kernel.pid`` and ``isolation.txt`` (what of the above was in force).
+
+``kernel_launcher.py --runner <job dir>`` sets up the same sandbox (the job dir is the sandbox)
+for the grader's clean re-run instead (grading/rerun.py): the stripped bplib named by
+``GRADING_BPLIB_OVERLAY`` is bind-mounted over the real bplib folder, so the reference
+implementations are neither importable nor readable, and it execs
+``python -I <job dir>/runner.py <job dir>``.
 """
 import ctypes
 import importlib.util
@@ -28,7 +34,7 @@ import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 
 STARTUP = r'''
 def _grading_cap_output():
@@ -104,14 +110,16 @@ def _mount(libc, src, target, fstype, flags, data=None):
         raise OSError(err, f"mount {target}: {os.strerror(err)}")
 
 
-def hide_paths(paths, keep):
-    """Cover each path with an empty tmpfs in a new mount namespace; bind the ``keep`` paths back."""
+def hide_paths(paths, keep, overlay=None, notes=None):
+    """Cover each path with an empty tmpfs in a new mount namespace; bind the ``keep`` paths back;
+    then mount ``overlay`` (the stripped bplib) over the real bplib folder, if given."""
     libc = _libc()
     if libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare: {os.strerror(err)}")
     _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     fds = {k: os.open(k, os.O_RDONLY | os.O_DIRECTORY) for k in keep if os.path.isdir(k)}
+    overlay_fd = os.open(overlay, os.O_RDONLY | os.O_DIRECTORY) if overlay else None
     hidden = []
     for p in sorted(set(os.path.realpath(p) for p in paths if p)):
         if not os.path.lexists(p) or any(p == h or p.startswith(h + os.sep) for h in hidden):
@@ -127,6 +135,9 @@ def hide_paths(paths, keep):
         hidden.append(p)
     for fd in fds.values():
         os.close(fd)
+    if overlay_fd is not None:
+        overlay_bplib(overlay_fd, notes if notes is not None else [])
+        os.close(overlay_fd)
     return hidden
 
 
@@ -148,15 +159,54 @@ def _chown_tree(path, uid, gid):
             os.chown(os.path.join(root, f), uid, gid)
 
 
+def drop_capabilities():
+    """A root process that cannot switch uid keeps uid 0 but loses every capability: it cannot undo the
+    mounts (no CAP_SYS_ADMIN), read other users' private files or signal their processes."""
+    libc = _libc()
+    PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and cap > 40:
+            break
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+    hdr, data = Header(0x20080522, 0), (Data * 2)()
+    SYS_capset = 126 if os.uname().machine == "x86_64" else 91
+    if libc.syscall(SYS_capset, ctypes.byref(hdr), data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def overlay_bplib(overlay_fd, notes):
+    """Bind the stripped bplib (an fd opened before the paths were hidden) over every bplib folder."""
+    libc = _libc()
+    spec = importlib.util.find_spec("bplib")
+    targets = sorted({os.path.realpath(p) for p in (spec.submodule_search_locations or [])}) if spec else []
+    for t in targets:
+        _mount(libc, f"/proc/self/fd/{overlay_fd}", t, None, MS_BIND | MS_REC)
+        _mount(libc, None, t, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    notes.append("reference removed: the stripped bplib is mounted over " + " ".join(targets))
+
+
 def main(argv):
+    runner = len(argv) > 2 and argv[1] == "--runner"
     sandbox = os.path.realpath(os.environ["GRADING_SANDBOX"])
-    conn = argv[argv.index("-f") + 1]
-    rest = [a for i, a in enumerate(argv) if a != "-f" and (i == 0 or argv[i - 1] != "-f")]
-    with open(conn) as f:
-        conn_text = f.read()
-    with open(os.path.join(sandbox, "kernel.pid"), "w") as f:
-        f.write(str(os.getpid()))
+    if runner:
+        conn, rest, conn_text = None, [], None
+    else:
+        conn = argv[argv.index("-f") + 1]
+        rest = [a for i, a in enumerate(argv) if a != "-f" and (i == 0 or argv[i - 1] != "-f")]
+        with open(conn) as f:
+            conn_text = f.read()
+        with open(os.path.join(sandbox, "kernel.pid"), "w") as f:
+            f.write(str(os.getpid()))
     notes = []
+    overlay = os.environ.get("GRADING_BPLIB_OVERLAY") if runner else None
     is_root = os.geteuid() == 0
     if is_root:
         try:
@@ -172,15 +222,19 @@ def main(argv):
             if cache:
                 keep.add(os.path.dirname(os.path.realpath(cache)))
             keep = sorted(keep)
-            hidden = hide_paths(os.environ.get("GRADING_HIDE", "").split(os.pathsep), keep)
-            notes.append("mount-namespace hides: " + " ".join(hidden))
+            hidden = hide_paths(os.environ.get("GRADING_HIDE", "").split(os.pathsep), keep, overlay, notes)
+            notes.insert(0, "mount-namespace hides: " + " ".join(hidden))
         except OSError as e:
             notes.append(f"no mount namespace ({e})")
+    if runner and not any(n.startswith("reference removed") for n in notes):
+        notes.append("reference removed from the import path only (no mount namespace: the real bplib "
+                     "stays readable on disk)")
 
     # the files the kernel needs, inside the sandbox
     new_conn = os.path.join(sandbox, "connection.json")
-    with open(new_conn, "w") as f:
-        f.write(conn_text)
+    if not runner:
+        with open(new_conn, "w") as f:
+            f.write(conn_text)
     ipydir = os.path.join(sandbox, ".ipython")
     os.makedirs(os.path.join(ipydir, "profile_default", "startup"), exist_ok=True)
     with open(os.path.join(ipydir, "profile_default", "startup", "00-grading.py"), "w") as f:
@@ -213,9 +267,15 @@ def main(argv):
         os.setgid(uid)
         os.setuid(uid)
         notes.append(f"runs as uid {uid}")
+    elif is_root:
+        notes.append("runs as the grader's own uid (the Python interpreter is not readable by other users)")
+        try:
+            drop_capabilities()
+            notes.append("uid 0 without capabilities (cannot undo the mounts)")
+        except OSError as e:
+            notes.append(f"capabilities kept ({e})")
     else:
-        notes.append("runs as the grader's own uid" + (" (the Python interpreter is not readable by "
-                     "other users)" if is_root else " (not root: no uid switch, no mount namespace)"))
+        notes.append("runs as the grader's own uid (not root: no uid switch, no mount namespace)")
     notes.append(f"limits: memory {mem} MB, cpu {cpu} s")
     with open(os.path.join(sandbox, "isolation.txt"), "w") as f:
         f.write("\n".join(notes) + "\n")
@@ -228,6 +288,14 @@ def main(argv):
                OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1")
     os.chdir(sandbox)
+    if runner:
+        env.pop("GRADING_BPLIB_OVERLAY", None)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        path = [overlay] if overlay and not any(n.startswith("reference removed:") for n in notes) else []
+        boot = ("import sys, runpy; sys.path[:0] = %r; sys.argv = sys.argv[1:]; "
+                "runpy.run_path(sys.argv[0], run_name='__main__')") % [os.path.dirname(p) for p in path]
+        os.execv(sys.executable, [sys.executable, "-I", "-c", boot, os.path.join(sandbox, "runner.py"), sandbox])
     log = os.open(os.path.join(sandbox, "kernel.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

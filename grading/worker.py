@@ -5,14 +5,17 @@ answers one JSON line per task on stdout. For each student:
 
 1. copy the prepared notebook to ``submitted/<student>/<a>/`` of this worker's course dir;
 2. ``nbgrader autograde`` (in process, nbgrader's API); the kernel starts in a fresh
-   sandbox (kernel_launcher.py) with ``BPLIB_RECORD_DIR`` pointing inside it;
-3. kill whatever the kernel left running (every process of this worker's uid); copy the records.
+   sandbox (kernel_launcher.py): it gives the feedback page its outputs, never the grade;
+3. kill whatever the kernel left running (every process of this worker's uid);
+4. the clean re-run (rerun.py): the learner's graded functions run again in a fresh sandbox
+   with the course's reference implementations removed, on cases from the run's secret seed,
+   and are judged here. A failure of that machinery is retried, then reported as the grader's.
 
-Then, on ``{"finish": [the results of step 1-3]}`` (once, after all its learners):
+Then, on ``{"finish": [the results of step 1-4]}`` (once, after all its learners):
 
-4. bplib.checks' verification of every learner's records in ONE clean process (``python -I``);
-5. a test cell keeps its points only if nbgrader AND the verification passed it; where they
-   disagree the gradebook gets ``manual_score = 0`` (so nbgrader's own export and feedback agree);
+5. every test cell's score is the re-run's verdict: the gradebook gets ``manual_score`` where
+   nbgrader's kernel-side score differs (so nbgrader's own export and feedback agree), and the
+   test cells' outputs in the feedback are the re-run's verdicts;
 6. ``nbgrader generate_feedback`` once for all (hidden tests cleared), copied to ``feedback/<student>.html``.
 """
 import html
@@ -28,9 +31,10 @@ import traceback
 
 import nbformat
 
+from . import rerun
 from .course import api_for
 
-VERIFY_TIMEOUT = 300
+RERUN_TRIES = 3
 
 
 def kill_uid(uid):
@@ -63,44 +67,6 @@ def kill_kernel(sandbox):
             os.kill(pid, signal.SIGKILL)
     except (OSError, ValueError):
         pass
-
-
-def copy_records(src, dst, max_bytes=64 << 20):
-    """Copy regular ``*.npz`` files only (no links, bounded size)."""
-    os.makedirs(dst, exist_ok=True)
-    if not os.path.isdir(src) or os.path.islink(src):
-        return
-    for name in sorted(os.listdir(src)):
-        p = os.path.join(src, name)
-        try:
-            st = os.lstat(p)
-        except OSError:
-            continue
-        if name.endswith(".npz") and not name.endswith(".tmp.npz") and os.path.isfile(p) \
-                and not os.path.islink(p) and st.st_size <= max_bytes:
-            shutil.copyfile(p, os.path.join(dst, name))
-
-
-def verify(record_dir, module):
-    """Run the checks' verification in a clean process; returns (verdicts, error)."""
-    clean = tempfile.mkdtemp(prefix="bpverify-")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": clean, "LANG": "C.UTF-8",
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    try:
-        p = subprocess.run([sys.executable, "-I", "-m", module, record_dir], cwd=clean, env=env,
-                           capture_output=True, text=True, timeout=VERIFY_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return {}, "verification timed out"
-    finally:
-        shutil.rmtree(clean, ignore_errors=True)
-    out = p.stdout.strip()
-    try:
-        verdicts = json.loads(out[out.index("{"):]) if "{" in out else None
-    except ValueError:
-        verdicts = None
-    if p.returncode != 0 or not isinstance(verdicts, dict):
-        return {}, f"verification failed (exit {p.returncode}): {(p.stderr or out)[-300:]}"
-    return verdicts, ""
 
 
 def analyse(nb_path, timeout):
@@ -145,14 +111,71 @@ def read_grades(db_url, assignment, student):
                 for g in nb.grades}
 
 
-def override_zero(db_url, assignment, student, grade_ids):
+def override(db_url, assignment, student, scores):
+    """Set ``manual_score`` of each test cell in ``scores`` (grade id -> points) in the gradebook."""
     from nbgrader.api import Gradebook
     with Gradebook(db_url) as gb:
-        for gid in grade_ids:
+        for gid, score in scores.items():
             g = gb.find_grade(gid, assignment, assignment, student)
-            g.manual_score = 0.0
+            g.manual_score = float(score)
             g.needs_manual_grade = False
         gb.db.commit()
+
+
+def put_verdicts(nb_path, verdicts):
+    """The test cells of the graded copy show the clean re-run's verdict, not what the kernel printed."""
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception:   # noqa: BLE001
+        return
+    for cell in nb.cells:
+        gid = (cell.metadata.get("nbgrader") or {}).get("grade_id")
+        v = verdicts.get(gid) if cell.cell_type == "code" else None
+        if v is None:
+            continue
+        text = v["message"] + "\n"
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        if not v["passed"]:
+            cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError",
+                                                       evalue=v["message"].splitlines()[0], traceback=[]))
+    nbformat.write(nb, nb_path)
+
+
+def clean_rerun(s, task, drawn):
+    """The learner's graded functions re-run outside their kernel; returns (verdicts, isolation, error)."""
+    nb = nbformat.read(task["notebook"], as_version=4)
+    names = sorted({c.fn_name for c, _ in drawn.values()})
+    sources, text = rerun.function_sources(nb, names)
+    env = dict(os.environ, GRADING_BPLIB_OVERLAY=s["stripped"])
+    env.pop("BPLIB_RECORD_DIR", None)
+    budget = s["timeout"] * (task.get("code_cells", 10) + 2) + 60
+    last = ""
+    for attempt in range(RERUN_TRIES):
+        job = tempfile.mkdtemp(prefix=f"r{s['slot']}-", dir=s["sandbox_root"])
+        try:
+            rerun.make_job(job, nb, s["assignment"], drawn, time_limit=20.0, cell_time_limit=s["timeout"])
+            result, killed = rerun.run_job(job, env, budget)
+            try:
+                with open(os.path.join(job, "isolation.txt")) as f:
+                    isolation = f.read().strip()
+            except OSError:
+                isolation = ""
+            if result is None:         # the learner's code used up its time, CPU or memory
+                why = ("the re-run of your functions was stopped after its time limit" if killed == "timeout"
+                       else f"the re-run of your functions {killed} (your code exited, or hit the CPU-time "
+                            f"or memory limit)")
+                verdicts = {cid: {"passed": False, "status": why, "hits": [],
+                                  "message": f"✗ {c.fn_name}: {why}: 0 points."} for cid, (c, _) in drawn.items()}
+                return verdicts, isolation, "", sources
+            meta, arrays = result
+            return rerun.judge_job(drawn, meta, arrays, text), isolation, "", sources
+        except rerun.RerunError as e:
+            last = str(e)
+            time.sleep(0.5 * 2 ** attempt)
+        finally:
+            kill_uid(s["uid"])
+            shutil.rmtree(job, ignore_errors=True)
+    return {}, "", last, sources
 
 
 def add_feedback_notes(nb_path, lines):
@@ -177,8 +200,7 @@ def grade_one(api, s, task):
     shutil.copyfile(task["notebook"], os.path.join(sub_dir, f"{a}.ipynb"))
 
     sandbox = tempfile.mkdtemp(prefix=f"s{s['slot']}-", dir=s["sandbox_root"])
-    records = os.path.join(sandbox, "records")
-    os.environ.update(GRADING_SANDBOX=sandbox, BPLIB_RECORD_DIR=records)
+    os.environ.update(GRADING_SANDBOX=sandbox)
     t0 = time.time()
     res = api.autograde(a, student, force=True, create=True)
     seconds = time.time() - t0
@@ -191,9 +213,6 @@ def grade_one(api, s, task):
             result["isolation"] = f.read().strip()
     except OSError:
         result["isolation"] = "the kernel did not start"
-    rec_copy = os.path.join(s["records"], student)
-    shutil.rmtree(rec_copy, ignore_errors=True)
-    copy_records(records, rec_copy)
     shutil.rmtree(sandbox, ignore_errors=True)
 
     log = (res.get("log") or "") + (res.get("error") or "")
@@ -211,49 +230,27 @@ def grade_one(api, s, task):
         result.update(graded=False, problem=why + ": scored 0", log_tail=log[-2000:])
         return result
 
-    result.update(graded=True, autograded=autograded, records=rec_copy)
+    t1 = time.time()
+    verdicts, rerun_isolation, err, sources = clean_rerun(s, task, DRAWN[0])
+    result["rerun_seconds"] = round(time.time() - t1, 2)
+    if err:
+        result.update(graded=False, problem=f"grader error: the clean re-run of the functions failed "
+                                            f"{RERUN_TRIES} times ({err[:200]}); regrade")
+        return result
+    result.update(graded=True, autograded=autograded, verdicts=verdicts, sources=sources,
+                  rerun_isolation=rerun_isolation)
     return result
-
-
-def verify_many(record_dirs, module):
-    """Verify many record folders in ONE clean process (``python -I``); returns {dir: (verdicts, error)}.
-
-    Uses the module's ``verify_dir`` (what ``python -m bplib.checks.verify <dir>`` runs) when it has
-    one, so a worker starts one verification process, not one per learner."""
-    if not record_dirs:
-        return {}
-    clean = tempfile.mkdtemp(prefix="bpverify-")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": clean, "LANG": "C.UTF-8",
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    code = ("import json, sys, importlib\n"
-            "m = importlib.import_module(sys.argv[1])\n"
-            "print(json.dumps({d: m.verify_dir(d) for d in sys.argv[2:]}))\n")
-    try:
-        p = subprocess.run([sys.executable, "-I", "-c", code, module] + list(record_dirs), cwd=clean, env=env,
-                           capture_output=True, text=True, timeout=VERIFY_TIMEOUT + 5 * len(record_dirs))
-        out = json.loads(p.stdout) if p.returncode == 0 else None
-    except (subprocess.TimeoutExpired, ValueError):
-        out = None
-    finally:
-        shutil.rmtree(clean, ignore_errors=True)
-    if isinstance(out, dict):
-        return {d: (v, "") if isinstance(v, dict) else ({}, "verification failed") for d, v in out.items()}
-    return {d: verify(d, module) for d in record_dirs}        # one process per learner, the CLI
 
 
 def finish(api, s, partials):
     """Verification, overrides and feedback for every learner this worker autograded."""
     a = s["assignment"]
     graded = [r for r in partials if r.get("graded")]
-    t1 = time.time()
-    checked = verify_many([r["records"] for r in graded], s["verify_module"])
-    per = (time.time() - t1) / max(1, len(graded))
     for r in graded:
         try:
-            settle(s, r, *checked.get(r["records"], ({}, "verification did not run")))
+            settle(s, r, r.pop("verdicts"))
         except Exception:   # noqa: BLE001  (one learner's failure must not stop the others)
-            r.update(graded=False, problem="grading error: " + traceback.format_exc(limit=3)[-600:])
-        r["verify_seconds"] = round(per, 2)
+            r.update(graded=False, problem="grader error: " + traceback.format_exc(limit=3)[-600:] + "; regrade")
     t2 = time.time()
     fb = api.generate_feedback(a, force=True)
     per = (time.time() - t2) / max(1, len(graded))
@@ -270,51 +267,48 @@ def finish(api, s, partials):
     return partials
 
 
-def settle(s, result, verdicts, verr):
-    """One learner: nbgrader's grades AND the clean verification; overrides; flags."""
+def settle(s, result, verdicts):
+    """One learner: the clean re-run's verdicts are the scores; overrides in the gradebook; flags."""
     a, student, autograded = s["assignment"], result["student"], result["autograded"]
-    if verr:
-        result["flags"].append(verr)
     grades = read_grades(s["db_url"], a, student)
     info = analyse(autograded, s["timeout"])
     order = {gid: i for i, gid in enumerate(info["order"])}
-    disagree, feedback_notes = [], []
+    changes, feedback_notes = {}, []
     groups = {}          # reason -> (detail of the first, [grade ids]): one flag per reason
 
     def flag(reason, gid, detail=""):
         groups.setdefault(reason, (detail, []))[1].append(gid)
 
     for gid, g in sorted(grades.items(), key=lambda kv: order.get(kv[0], 0)):
-        v = verdicts.get(gid) if isinstance(verdicts.get(gid), dict) else None
-        verified = bool(v and v.get("passed") is True)
-        cell = {"nbgrader": g["score"], "max": g["max"], "verified": verified}
-        if g["score"] > 0 and not verified:
-            disagree.append(gid)
-            why = (v or {}).get("message") or "no record: the check never reported for this cell"
-            flag("nbgrader passed it but the clean verification did not: 0 points", gid,
-                 str(why).splitlines()[0][:120])
-            feedback_notes.append(f"{gid}: the check did not pass when its results were verified "
-                                  f"outside your notebook, so it scores 0.")
-            cell["score"] = 0.0
-        else:
-            cell["score"] = g["score"]
-        vmsg = str((v or {}).get("message", ""))
-        if "raised MemoryError" in vmsg:
-            flag("the function raised MemoryError (the kernel's memory limit)", gid)
-        elif "timeout" in vmsg.lower():
+        v = verdicts.get(gid)
+        passed = bool(v and v.get("passed") is True)
+        score = g["max"] if passed else 0.0
+        cell = {"nbgrader": g["score"], "max": g["max"], "verified": passed, "score": score,
+                "status": (v or {}).get("status", "not run")}
+        if abs(score - g["score"]) > 1e-9 or g["manual_needed"]:
+            changes[gid] = score
+        status = str((v or {}).get("status", ""))
+        if status.startswith("reference used"):
+            flag("used the course's reference implementation: 0 points", gid, status[len("reference used: "):])
+        elif status.startswith("looks into the grader"):
+            flag("looks into the grader's frames or objects: 0 points", gid)
+        elif "MemoryError" in str((v or {}).get("message", "")):
+            flag("the function raised MemoryError (the memory limit)", gid)
+        elif status == "timeout" or "time limit" in status:
             flag("the function ran out of time", gid)
+        elif status == "missing":
+            flag("the graded function is not defined (renamed?)", gid)
+        if g["score"] > 0 and not passed:
+            feedback_notes.append(f"{gid}: it passed in your notebook but not when your function was run "
+                                  f"again on the grader's inputs, so it scores 0 (see the verdict below).")
         if gid in info["test_errors"]:
-            ename, evalue = info["test_errors"][gid]
-            cell["error"] = ename
-            if ename == "NameError":
-                flag(f"NameError ({evalue}): a function renamed or not defined?", gid)
-            elif ename not in ("AssertionError", "CellTimeoutError", "KeyboardInterrupt"):
-                flag(f"the test cell raised {ename}: {evalue[:120]}", gid)
+            cell["error"] = info["test_errors"][gid][0]
         result["cells"][gid] = cell
     for reason, (detail, gids) in groups.items():
-        result["flags"].append(f"{', '.join(gids)}: {reason}" + (f" (first: {detail})" if detail else ""))
-    if disagree:
-        override_zero(s["db_url"], a, student, disagree)
+        result["flags"].append(f"{', '.join(gids)}: {reason}" + (f" ({detail})" if detail else ""))
+    if changes:
+        override(s["db_url"], a, student, changes)
+    put_verdicts(autograded, verdicts)
     if info["timeouts"]:
         result["flags"].append(f"interrupted after the {s['timeout']} s cell limit: "
                                + ", ".join(info["timeouts"]))
@@ -325,9 +319,6 @@ def settle(s, result, verdicts, verr):
                                + (" ..." if len(others) > 6 else ""))
     if info["cut"]:
         result["flags"].append("printed more than the output limit (cut): " + ", ".join(info["cut"][:6]))
-    if any(g["manual_needed"] for gid, g in grades.items() if gid not in disagree):
-        result["flags"].append("nbgrader marked a cell as needing manual grading")
-    # final scores from the gradebook after the overrides
     final = read_grades(s["db_url"], a, student)
     for gid, g in final.items():
         result["cells"].setdefault(gid, {"max": g["max"], "verified": False})["score"] = g["score"]
@@ -337,6 +328,7 @@ def settle(s, result, verdicts, verr):
         add_feedback_notes(autograded, result.get("feedback_notes", []) + feedback_notes)
 
 
+DRAWN = [None]     # {check_id: (check, cases)} from the run's secret seed, drawn once per worker
 
 
 def main():
@@ -352,6 +344,7 @@ def main():
     os.environ.update(s.get("kernel_env", {}))
     os.makedirs(s["runtime"], exist_ok=True)
     api = api_for(s["course"], s["timeout"], s.get("alembic_head"))
+    DRAWN[0] = rerun.draw_cases(s["assignment"], s["seed"])
     for line in sys.stdin:
         task = json.loads(line)
         if "finish" in task:

@@ -1,31 +1,31 @@
-"""Checks for the graded exercises: one call per test cell, a verdict in words.
+"""Checks for the graded exercises: one call per test cell, a verdict in words, hints on request.
 
-    from bplib.checks import check
+    from bplib.checks import check, hint
     check("dense_backward_visible", dense_backward)
+    hint("dense_backward")          # the next hint: concept, then local rule, then (last) the formula
 
-``check`` runs the learner's function on the check's cases, compares every
-returned array with the reference (``bplib.gradcheck.compare``), prints a short
-verdict and raises ``AssertionError`` with that verdict when something is wrong,
-so nbgrader scores the cell 0. The cases live here, not in the notebook, so
-nbgrader's feedback shows only the call.
+``check`` runs the learner's function on the check's visible cases, compares
+every returned array with the reference (``bplib.gradcheck.compare``), prints a
+verdict that names the symptom (never the formula) and raises
+``AssertionError`` with it when something is wrong. A hidden check ships no
+cases: in a learner's kernel it only says that it runs when graded. When a
+notebook is graded, every graded function runs again outside the learner's
+kernel, on inputs only the grading run knows (``grading/``); nothing a kernel
+prints or returns is trusted.
 
     ALL_CHECKS            check_id -> (assignment, points)
-    start(assignment)     forget this kernel's results for an assignment (first cell)
+    start(assignment)     forget this kernel's results and hints for an assignment (first cell)
     passed(*check_ids)    did these checks pass in this kernel?
-    summary(assignment)   a table of which parts pass (last cell)
-
-If ``BPLIB_RECORD_DIR`` is set, ``check`` also writes what the function
-returned to ``$BPLIB_RECORD_DIR/<check_id>.npz`` for
-``python -m bplib.checks.verify <dir>`` (see verify.py).
+    hint(name)            the next level of the hint ladder for a function (or a check id)
+    summary(assignment)   a table of which parts pass and how many hints were asked for (last cell)
 """
-import os
-
 from . import chain_rule, conv_backward, dense_backward, gradient_descent, lstm_backward, policy_gradient
 from . import core
 from ._verdict import fail
-from .core import run_check, save_record
+from .core import Ladder, run_check
 
-__all__ = ["check", "ALL_CHECKS", "CHECKS", "ASSIGNMENTS", "start", "passed", "summary", "results"]
+__all__ = ["check", "hint", "ALL_CHECKS", "CHECKS", "ASSIGNMENTS", "start", "passed", "summary", "results",
+           "hints_used"]
 
 ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backward",
                "lstm_backward", "policy_gradient")
@@ -35,6 +35,9 @@ CHECKS = {c.id: c for m in _MODULES for c in m.CHECKS}
 ALL_CHECKS = {cid: (c.assignment, c.points) for cid, c in CHECKS.items()}
 
 _RESULTS = {}   # check_id -> Verdict, for this kernel
+_HINTS = {}     # function name -> how many hint levels were shown, for this kernel
+LADDERS = {c.fn_name: c.ladder for c in CHECKS.values() if c.ladder is not None}
+_FN_OF = {cid: c.fn_name for cid, c in CHECKS.items()}
 
 
 def check(check_id, fn):
@@ -43,15 +46,46 @@ def check(check_id, fn):
     if check_id not in CHECKS:
         raise KeyError(f"unknown check {check_id!r}; known: {', '.join(sorted(CHECKS))}")
     c = CHECKS[check_id]
+    if c.hidden:
+        print(f"· {c.fn_name} (hidden tests, {c.points} pt): these run when your notebook is graded, "
+              f"on other shapes and edge cases, with inputs only the grader has.")
+        return None
     verdict, res, status = run_check(c, fn, time_limit=core.TIME_LIMIT)
-    record_dir = os.environ.get("BPLIB_RECORD_DIR")
-    if record_dir:
-        save_record(record_dir, c, res, status)
     _RESULTS[check_id] = verdict
     print(verdict.message)
     if not verdict.passed:
         fail(verdict.message)          # IPython hides this frame: the traceback is the cell line and the verdict
     return None
+
+
+def hint(name):
+    """Print the next hint for a graded function (``"dense_backward"`` or a check id).
+
+    Level 1 is the concept, level 2 the local rule, level 3 the formula; each call shows the next one
+    (and repeats the last). Levels 1 and 2 speak to the mistake the last failed check diagnosed, if any.
+    """
+    fn = _FN_OF.get(name, name)
+    if fn not in LADDERS:
+        known = ", ".join(sorted(LADDERS))
+        print(f"No hints for {name!r}. Hints exist for: {known}.")
+        return None
+    ladder = LADDERS[fn]
+    level = min(_HINTS.get(fn, 0) + 1, 3)
+    _HINTS[fn] = level
+    last = [v for cid, v in _RESULTS.items() if _FN_OF.get(cid) == fn and not v.passed]
+    mistake = last[-1].mistake if last else None
+    text = ladder.level(level, mistake)
+    head = f"Hint {level} of 3 for {fn} ({Ladder.LEVELS[level - 1]}):"
+    more = (f"\n(Call hint(\"{fn}\") again for the {Ladder.LEVELS[level]}.)" if level < 3
+            else "\n(That was the last level: the formula. Make sure you can say why it holds.)")
+    print(f"{head} {text}{more}")
+    return None
+
+
+def hints_used(assignment=None):
+    """This kernel's hint levels shown: function name -> 0..3."""
+    return {fn: n for fn, n in _HINTS.items()
+            if assignment is None or any(c.fn_name == fn and c.assignment == assignment for c in CHECKS.values())}
 
 
 def results():
@@ -66,6 +100,7 @@ def start(assignment):
     for cid, (a, _) in ALL_CHECKS.items():
         if a == assignment:
             _RESULTS.pop(cid, None)
+            _HINTS.pop(_FN_OF[cid], None)
 
 
 def passed(*check_ids):
@@ -101,4 +136,10 @@ def summary(assignment):
         print(f"  {mark} {name:<{w}}  {kind:<13} {pts:>2} pt  {state}")
     if n_ok == len(visible):
         print("All visible checks pass. Hidden tests (other shapes, edge cases) run when the notebook is graded.")
+    used = {fn: n for fn, n in hints_used(assignment).items() if n}
+    if used:
+        print("Hints asked for: " + ", ".join(f"{fn} {n} of 3" for fn, n in used.items())
+              + " (for your own record; hints never cost points).")
+    else:
+        print("Hints asked for: none.")
     return won, total

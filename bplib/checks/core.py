@@ -1,17 +1,23 @@
-"""The machinery every check shares: cases, a judge, a verdict, a record.
+"""The machinery every check shares: cases, a judge, a verdict, a hint ladder.
 
 A :class:`Check` knows
 
-* ``cases(rng)``: the inputs, regenerated deterministically from the check id
-  (never read back from a record, so a record cannot choose its own test);
-* ``call(fn, case)``: how to run the learner's function on one case, returning
-  what it returned as a tuple;
+* ``cases(rng)``: the inputs. Visible checks ship their cases here; a hidden
+  check ships none (its cases live with the grader, ``grading/hidden/``, and
+  are drawn from a seed only the grading run knows), so in a learner's kernel
+  a hidden check only says that it runs when the notebook is graded;
+* ``call(fn, case)``: how to run the learner's function on one case
+  (``bplib/checks/calls/``: it builds inputs, it never computes an answer);
 * ``reference(case)``: the right answer, a dict ``name -> array``;
-* ``mistakes``: known wrong answers ``(hint, fn(case) -> dict)``; if the
-  learner's arrays match one, the verdict names that mistake.
+* ``mistakes``: known wrong answers, :class:`Mistake` (a symptom in words and a
+  model of the wrong answer); if the learner's arrays match one, the verdict
+  names that symptom, never the formula;
+* ``ladder``: a :class:`Ladder` of three hints the learner asks for one at a
+  time with ``hint("<function or check id>")``: the concept, the local rule,
+  and only last the formula.
 
-:func:`judge` turns (case, learner arrays) into a verdict; both the notebook
-(``check``) and ``python -m bplib.checks.verify`` use it, so the two agree.
+:func:`judge` turns (cases, learner arrays) into a verdict; the notebook
+(``check``) and the grader (``grading/``) both use it, so the two agree.
 """
 import os
 import signal
@@ -24,26 +30,72 @@ import numpy as np
 
 from ..gradcheck import compare, rel_error
 
-__all__ = ["Check", "Verdict", "judge", "run_check", "TIME_LIMIT"]
+__all__ = ["Check", "Verdict", "Mistake", "Ladder", "judge", "run_check", "TIME_LIMIT", "HiddenCases"]
 
 TIME_LIMIT = 20.0   # seconds per check; under nbgrader's 30 s cell timeout, so we can say "timeout"
 
 
+class Mistake:
+    """A known wrong answer: ``symptom`` (what is wrong, in words, no formula), ``model(case)`` -> the
+    wrong arrays; optional ``concept`` and ``rule``: the first two hint levels for this mistake."""
+
+    def __init__(self, symptom, model, concept=None, rule=None):
+        self.symptom, self.model, self.concept, self.rule = symptom, model, concept, rule
+
+    @classmethod
+    def of(cls, m):
+        return m if isinstance(m, Mistake) else cls(*m)
+
+
+class Ladder:
+    """Three hints, asked for one at a time: the concept, the local rule, the formula (last)."""
+
+    LEVELS = ("concept", "local rule", "formula")
+
+    def __init__(self, concept, rule, formula):
+        self.concept, self.rule, self.formula = concept, rule, formula
+
+    def level(self, n, mistake=None):
+        """Hint ``n`` (1..3); levels 1 and 2 speak to the learner's last diagnosed mistake if it has its own."""
+        if n == 1:
+            return (mistake.concept if mistake is not None and mistake.concept else self.concept)
+        if n == 2:
+            return (mistake.rule if mistake is not None and mistake.rule else self.rule)
+        return self.formula
+
+
+class HiddenCases(Exception):
+    """A hidden check was asked for its cases outside the grader."""
+
+
 class Check:
     def __init__(self, check_id, assignment, points, fn_name, outputs, cases, call, reference,
-                 mistakes=(), tol=1e-6, describe=None, hint="", batch_size=None, diagnose=None):
+                 mistakes=(), tol=1e-6, describe=None, ladder=None, batch_size=None, diagnose=None,
+                 hint=None):   # TODO(issue 12 conversion): drop `hint` once every module has a Ladder
         self.id, self.assignment, self.points = check_id, assignment, points
         self.fn_name, self.outputs = fn_name, tuple(outputs)
         self._cases, self._call, self._reference = cases, call, reference
-        self.mistakes, self.tol, self.hint = list(mistakes), tol, hint
+        self.mistakes, self.tol, self.ladder = [Mistake.of(m) for m in mistakes], tol, ladder
         self.describe = describe or (lambda case: case.get("name", ""))
         self.batch_size = batch_size or (lambda case: None)
         self.hidden = check_id.endswith("_hidden")
-        self.diagnose = diagnose          # optional fn(case, got, want) -> list of hints
+        self.diagnose = diagnose          # optional fn(case, got, want) -> list of symptoms
 
-    def cases(self):
-        rng = np.random.default_rng(zlib.crc32(self.id.encode()))
+    def cases(self, rng=None):
+        """The check's inputs. Without ``rng``: the visible cases as the notebook shows them (a seed
+        from the check id). The grader passes its own secret ``rng``. A hidden check has no cases here."""
+        if self._cases is None:
+            raise HiddenCases(f"{self.id}: hidden cases are not shipped with bplib; they run when graded")
+        if rng is None:
+            rng = np.random.default_rng(zlib.crc32(self.id.encode()))
         return self._cases(rng)
+
+    def with_cases(self, cases_fn):
+        """A copy of this check whose cases come from ``cases_fn(rng)`` (the grader's hidden cases)."""
+        c = object.__new__(Check)
+        c.__dict__.update(self.__dict__)
+        c._cases = cases_fn
+        return c
 
     def reference(self, case):
         return {k: np.asarray(v) for k, v in self._reference(_copy(case)).items()}
@@ -77,8 +129,10 @@ def _copy(case):
 
 
 class Verdict:
-    def __init__(self, check_id, passed, message):
+    def __init__(self, check_id, passed, message, mistake=None, status="ok"):
         self.check_id, self.passed, self.message = check_id, passed, message
+        self.mistake = mistake            # the first Mistake the answer matched, for the hint ladder
+        self.status = status              # "ok", "raised X", "timeout", ...
 
     def __str__(self):
         return self.message
@@ -101,24 +155,29 @@ def _matches(got, want, tol):
     return got.shape == want.shape and bool(np.all(np.isfinite(got))) and rel_error(want, got) < tol
 
 
-def judge(check, results):
+ASK = "Ask for a hint with hint(\"{fn}\") (each call gives the next level: concept, local rule, formula)."
+
+
+def judge(check, results, cases=None):
     """Verdict on the learner's arrays.
 
     ``results``: a list, one entry per case, of dict ``name -> array or None``
     (or a string: the status of a case that did not return, such as
-    "raised ValueError: ..."), in the order of ``check.cases()``.
+    "raised ValueError: ..."), in the order of ``cases`` (default ``check.cases()``).
+    A failing verdict names the symptom and how to ask for a hint, never the formula.
     """
     title = f"{check.fn_name} ({'hidden' if check.hidden else 'visible'} tests)"
-    cases = check.cases()
+    cases = check.cases() if cases is None else cases
+    ask = "  " + ASK.format(fn=check.fn_name) if check.ladder else ""
     for i, case in enumerate(cases):
         got = results[i] if i < len(results) else "not run"
         label = check.describe(case)
         where = f" on case {i + 1} of {len(cases)}" + (f" ({label})" if label else "")
         if isinstance(got, str):
             msg = f"✗ {title}: {got}{where}."
-            if got.startswith("raised") and check.hint:
-                msg += "\n  Hint: " + check.hint
-            return Verdict(check.id, False, msg)
+            if got.startswith("raised") and ask:
+                msg += "\n" + ask
+            return Verdict(check.id, False, msg, status=got)
         want = check.reference(case)
         problems = []
         for name in check.outputs:
@@ -129,15 +188,16 @@ def judge(check, results):
             if not rep.ok:
                 problems.append(f"{name} {rep.message}".replace(f"{name}[]:", f"{name}:"))
         if problems:
-            known = []
-            for hint, wrong in check.mistakes:
+            known, first = [], None
+            for m in check.mistakes:
                 try:
-                    bad = wrong(_copy(case))
+                    bad = m.model(_copy(case))
                 except Exception:          # a mistake model that does not apply to this case
                     continue
-                if hint not in known and any(_matches(got.get(k), v, 1e-6) for k, v in bad.items()
-                                             if not _matches(v, want.get(k), 1e-9)):
-                    known.append(hint)
+                if m.symptom not in known and any(_matches(got.get(k), v, 1e-6) for k, v in bad.items()
+                                                  if not _matches(v, want.get(k), 1e-9)):
+                    known.append(m.symptom)
+                    first = first or m
             if check.diagnose is not None:
                 try:
                     known += [h for h in check.diagnose(case, got, want) if h not in known]
@@ -149,10 +209,10 @@ def judge(check, results):
                 shown.append(f"{', '.join(rest)} {'is' if len(rest) == 1 else 'are'} wrong too.")
             lines = [f"✗ {title}: wrong{where}."] + ["  - " + p for p in shown]
             if known:
-                lines.append("  Hint: " + " ".join(known))
-            elif check.hint:
-                lines.append("  Hint: " + check.hint)
-            return Verdict(check.id, False, "\n".join(lines))
+                lines.append("  Symptom: " + " ".join(known))
+            if ask:
+                lines.append(ask)
+            return Verdict(check.id, False, "\n".join(lines), mistake=first)
     return Verdict(check.id, True, f"✓ {title}: passed ({len(cases)} case{'s' if len(cases) > 1 else ''}).")
 
 
@@ -178,18 +238,17 @@ def _call_with_limit(func, seconds):
         signal.signal(signal.SIGALRM, old)
 
 
-def run_check(check, fn, time_limit=TIME_LIMIT):
+def run_check(check, fn, time_limit=TIME_LIMIT, cases=None):
     """Run the learner's ``fn`` on every case; returns (verdict, results, status).
 
-    ``status`` is "ok", "raised <ExceptionName>" or "timeout" (the contract's
-    record status); ``results`` are what ``judge`` takes.
+    ``status`` is "ok", "raised <ExceptionName>" or "timeout"; ``results`` are what ``judge`` takes.
     """
     if not callable(fn):
         msg = f"✗ {check.fn_name}: expected a function, got {type(fn).__name__}"
-        return Verdict(check.id, False, msg), [], "raised TypeError"
+        return Verdict(check.id, False, msg, status="raised TypeError"), [], "raised TypeError"
     results, status = [], "ok"
     deadline = time.monotonic() + time_limit if time_limit else None
-    cases = check.cases()
+    cases = check.cases() if cases is None else cases
     for case in cases:
         left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
         try:
@@ -197,8 +256,8 @@ def run_check(check, fn, time_limit=TIME_LIMIT):
         except NotImplementedError:
             status = "raised NotImplementedError"
             return (Verdict(check.id, False, f"✗ {check.fn_name}: not implemented yet (it still raises "
-                            f"NotImplementedError). Write your code in place of `raise NotImplementedError()`."),
-                    results, status)
+                            f"NotImplementedError). Write your code in place of `raise NotImplementedError()`.",
+                            status=status), results, status)
         except _Timeout:
             status = "timeout"
             results.append(f"took more than {time_limit:g} s (an endless loop?)")
@@ -212,7 +271,7 @@ def run_check(check, fn, time_limit=TIME_LIMIT):
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             results.append(f"raised {type(e).__name__}" + (f": {msg}" if msg else "") + _where(e))
             break
-    return judge(check, results), results, status
+    return judge(check, results, cases), results, status
 
 
 def _where(exc):
@@ -228,47 +287,21 @@ def _where(exc):
     return f" (in {f.name}, line {f.lineno}{code})"
 
 
-def save_record(record_dir, check, results, status):
-    """Write ``<record_dir>/<check_id>.npz``: the learner's arrays and ``__status__``."""
-    arrays = {"__status__": np.array(status)}
-    for i, res in enumerate(results):
-        if not isinstance(res, dict):
-            continue
-        for name, value in res.items():
-            a = _as_numeric(value)
-            if a is not None:
-                arrays[f"case{i}.{name}"] = a
-    os.makedirs(record_dir, exist_ok=True)
-    path = os.path.join(record_dir, f"{check.id}.npz")
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def load_record(path, check):
-    """Read a record back as (status, results) for ``judge``; trusts nothing in it."""
-    with np.load(path, allow_pickle=False) as data:
-        status = str(data["__status__"]) if "__status__" in data.files else "missing status"
-        n = len(check.cases())
-        results = []
-        for i in range(n):
-            keys = [k for k in data.files if k.startswith(f"case{i}.")]
-            if not keys:
-                break
-            results.append({k.split(".", 1)[1]: np.array(data[k]) for k in keys})
-    return status, results
-
-
-def visible_and_hidden(assignment, spec, hints, **common):
+def visible_and_hidden(assignment, spec, ladders, **common):
     """Two checks per graded function, ``<name>_visible`` and ``<name>_hidden``.
 
     Each row of ``spec``: (name, outputs, call, reference, mistakes, visible_cases,
-    hidden_cases, (visible_points, hidden_points)[, options]), where the optional
-    ``options`` dict adds ``Check`` arguments for that function only.
+    (visible_points, hidden_points)[, options]), where the optional ``options`` dict adds
+    ``Check`` arguments for that function only. ``ladders``: name -> :class:`Ladder`.
+    The hidden check has no cases here: the grader supplies them (``grading/hidden/``).
     """
     out = []
-    for name, outputs, call, ref, mistakes, vis, hid, (pv, ph), *options in spec:
-        kw = dict(common, hint=hints[name], **(options[0] if options else {}))
-        for kind, cases, pts in (("visible", vis, pv), ("hidden", hid, ph)):
-            out.append(Check(f"{name}_{kind}", assignment, pts, name, outputs, cases, call, ref, mistakes, **kw))
+    for row in spec:
+        if not isinstance(row[6], tuple):        # TODO(issue 12 conversion): old rows carried hidden cases
+            row = row[:6] + row[7:]
+        name, outputs, call, ref, mistakes, vis, (pv, ph), *options = row
+        kw = dict(common, ladder=ladders[name] if isinstance(ladders[name], Ladder) else None,
+                  **(options[0] if options else {}))
+        out.append(Check(f"{name}_visible", assignment, pv, name, outputs, vis, call, ref, mistakes, **kw))
+        out.append(Check(f"{name}_hidden", assignment, ph, name, outputs, None, call, ref, mistakes, **kw))
     return out
