@@ -71,3 +71,11 @@ grade: $(STAMP)
 bench: $(STAMP)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q --no-build-isolation -e ".[bench]" $(QUIET)
 	$(PY) benchmarks/run.py
+
+# What a graded class hands out instead of the repository: dist/learner/ and dist/learner.zip
+# (one top folder, backprop-learner/): the exercises, bplib without hidden cases or grader code,
+# the lab set-up and a README (scripts/learner_bundle.py, templates in scripts/learner/).
+# Only the standard library is needed; the same sources give the same zip, byte for byte.
+.PHONY: learner-bundle
+learner-bundle:
+	$(if $(wildcard $(PY)),$(PY),python3) scripts/learner_bundle.py --out dist
