@@ -126,6 +126,10 @@ def _diagnose(expected, got, tol, batch_size):
             return f"It is exactly {batch_size} (the batch size) times too large: the 1/N of the mean is missing."
         if batch_size and abs(ratio * batch_size - 1) < 1e-3:
             return f"It is exactly {batch_size} (the batch size) times too small: an average over the batch where a sum belongs (or 1/N applied twice)."
+        if expected.size == 1:
+            return ""                      # one number is always "a multiple" of another
+        if ratio < 0:
+            return f"Opposite direction, scaled by {ratio:.4g}: a sign and a constant factor are off."
         return f"Right direction, but scaled by {ratio:.4g}: a constant factor is missing or extra."
     wrong = np.abs(got - expected) > tol * max(np.abs(expected).max(), np.abs(got).max())
     zero_true = expected == 0

@@ -2,10 +2,11 @@
 # # Exercise 2: gradient descent
 #
 # **What you learn.** What a gradient is *for*: stepping downhill. You write the update rule,
-# see what the learning rate does (too small: slow; too large: divergence), see momentum
-# cross a long narrow valley, and fit a linear model with gradients you derive by hand.
+# see what the learning rate does (too small: slow; too large: divergence), turn the picture of a
+# heavy ball into the momentum update and watch it cross a long narrow valley, and fit a linear
+# model with gradients you derive by hand.
 #
-# **Time:** about 45 minutes.
+# **Time:** about 55 minutes (the last paragraph of this cell says how that was estimated).
 #
 # **You write:**
 #
@@ -16,25 +17,57 @@
 # | `linear_loss_grad(X, y, w, b)` | `(loss, dw, db)` of the mean squared error | 5 |
 # | `fit_linear(X, y, lr, steps)` | `(w, b)` after `steps` updates | 3 |
 #
+# **You derive:**
+# - `sgd_step`: nothing new: the step downhill of chapter 3, put into code;
+# - `momentum_step`: the update rule itself, from the picture of a heavy ball with friction and a
+#   table you fill in by hand (chapter 3 shows what momentum does, not its rule);
+# - `linear_loss_grad`: dL/dw and dL/db of the mean squared error over a batch of N examples, from
+#   one element by the chain rule (not given in the book: chapter 1 follows a single example through
+#   bplib's own functions);
+# - `fit_linear`: nothing new: the training loop around your two functions.
+#
+# **You may call:** numpy, and inside `fit_linear` your own `sgd_step` and `linear_loss_grad`.
+# Not `bplib.optim` (`SGD`, `Adam`, ... and their `step`), `bplib.losses.mse` (it returns the
+# gradient of the mean squared error) or bplib's layers: they are the course's reference answers.
+# When your notebook is graded, your functions run again in a clean process where those are
+# removed; a function that reaches them scores 0 for that test, with a status that says so.
+#
+# **Hints:** a failed check names what is wrong (the symptom), never the answer.
+# `hint("momentum_step")` (or any function's name) gives the next hint each time you call it:
+# first the idea, then the local rule, and last the formula. Hints never cost points; the summary
+# only counts them for your own record.
+#
 # Run the notebook from the top after a change; the last cell sums up what passes.
+#
+# *How the time was estimated:* the author, who wrote the checks, worked the notebook in a kernel as a
+# learner would (three wrong first attempts: momentum in the other convention, the factor of the
+# square missing, b never updated; two hints) in a few minutes, which says nothing about a newcomer.
+# So the estimate counts steps: about 14 short steps (the step by hand, two rows of the momentum
+# table, the five steps of the gradient element by element, the tiny case by hand, the vectorised
+# code, the loop) at about 2.5 minutes each, plus 15 minutes of reading and running the experiments
+# and 5 of fixing a first wrong attempt.
 
 # %% locked
 import numpy as np
 import matplotlib.pyplot as plt
 
 from bplib import checks
+from bplib.checks import hint
 
 checks.start("gradient_descent")
 
 # %% [markdown]
 # ## 1. The update rule
 #
-# The gradient dL/dw points uphill, so we take a small step the other way. `lr` (the
-# learning rate, often written alpha) sets the step size:
+# The gradient dL/dw points uphill: in the direction in which the loss grows fastest. So we take a
+# small step the other way. The learning rate `lr` (often written alpha) turns the gradient into a
+# step: a larger `lr`, a longer step. Every element of `w` moves on its own, by its own element of
+# the gradient.
 #
-# $$w \leftarrow w - \alpha\,\frac{\partial L}{\partial w}$$
+# By hand first: for `w = [1, 2]`, `dw = [0.5, -1]` and `lr = 0.1` (the first visible test), what is
+# the new `w`? Which element goes up, and why?
 #
-# Return a new array (`w - ...`); do not modify `w` in place.
+# Return a new array; do not modify `w` in place.
 
 # %% solution
 def sgd_step(w, dw, lr):
@@ -83,14 +116,33 @@ else:
     print("Make sgd_step pass its visible tests first.")
 
 # %% [markdown]
-# ## 3. Momentum
+# ## 3. Momentum: a heavy ball
 #
-# Momentum keeps a velocity `v`, a running sum of past steps, so steps that agree add up and
-# steps that alternate cancel. With `mu` in [0, 1) (typically 0.9):
+# Picture `w` as the position of a heavy ball on the loss surface, and give it a velocity `v`:
+# how far `w` moves in one step. Plain gradient descent has no memory; the ball has. At every step:
 #
-# $$v \leftarrow \mu\, v - \alpha\,\frac{\partial L}{\partial w}, \qquad w \leftarrow w + v$$
+# - **friction** takes away part of the velocity: the ball keeps the fraction `mu` of it
+#   (`mu` in [0, 1), typically 0.9: it keeps 90%);
+# - **the slope** pushes the ball downhill; the push changes the velocity by exactly the step plain
+#   gradient descent would take from here, with the same `lr`;
+# - then the ball **moves** by its new velocity.
 #
-# (This is `bplib.optim.SGD`'s convention. With `mu = 0` it is plain gradient descent.)
+# Steps that agree build up speed; steps that alternate (a zig-zag across a valley) cancel. With
+# `mu = 0` nothing is remembered and it is plain gradient descent. (This is the convention of
+# `bplib.optim.SGD`; some libraries scale the gradient differently.)
+#
+# **Fill in this table by hand** before you write code. One weight, the loss `L(w) = w^2 / 2`, so
+# its gradient is `w` itself; `lr = 0.2`, `mu = 0.9`, and the ball starts at `w = 1` at rest (`v = 0`).
+#
+# | step | w | dw | v_new | w_new | plain gradient descent, w_new |
+# |---|---|---|---|---|---|
+# | 1 | 1.0 | 1.0 | -0.2 | 0.8 | 0.8 |
+# | 2 | 0.8 | 0.8 | ? | ? | 0.64 |
+# | 3 | ? | ? | ? | ? | 0.512 |
+#
+# The first row has no memory yet, so both methods agree. In the second row friction and push both
+# act: which of the two columns, `v_new` or `w_new`, do you need before you can compute the other?
+# When your functions pass, the cell after the checks prints the table, to compare with yours.
 
 # %% solution
 def momentum_step(w, dw, v, lr, mu):
@@ -107,6 +159,19 @@ def momentum_step(w, dw, v, lr, mu):
 # %% check momentum_step_visible
 
 # %% check momentum_step_hidden
+
+# %%
+if checks.passed("sgd_step_visible", "momentum_step_visible"):
+    w, v, w_plain = np.array([1.0]), np.zeros(1), np.array([1.0])
+    print("step      w       dw    v_new    w_new   plain w_new")
+    for step in range(1, 4):
+        dw = w.copy()                        # the gradient of w^2 / 2 is w
+        w_new, v = momentum_step(w, dw, v, lr=0.2, mu=0.9)
+        w_plain = sgd_step(w_plain, w_plain, 0.2)
+        print(f"{step:4d} {w[0]:8.4f} {dw[0]:8.4f} {v[0]:8.4f} {w_new[0]:8.4f} {w_plain[0]:10.4f}")
+        w = w_new
+else:
+    print("Make sgd_step and momentum_step pass their visible tests first.")
 
 # %% [markdown]
 # The experiment: a learning rate that is safe for the steep direction is slow along the flat
@@ -127,14 +192,42 @@ else:
 # %% [markdown]
 # ## 4. A linear model, by hand
 #
-# Predict `y` from features `X: (N, D)` with `pred = X @ w + b`, `w: (D,)`, `b` a number,
-# and measure the mean squared error. With the residual `r = pred - y`:
+# Predict `y` from features `X` with a weight vector `w` and a bias `b`, and measure the mean
+# squared error. The forward pass, for example `n` of `N`:
 #
-# $$L = \frac{1}{N}\sum_n r_n^2, \qquad
-#   \frac{\partial L}{\partial w} = \frac{2}{N}\,X^\top r, \qquad
-#   \frac{\partial L}{\partial b} = \frac{2}{N}\sum_n r_n$$
+# $$\text{pred}_n = \sum_{j} X_{nj}\, w_j + b, \qquad r_n = \text{pred}_n - y_n, \qquad
+#   L = \frac{1}{N}\sum_{n=1}^{N} r_n^2$$
+#
+# | array | shape | what |
+# |---|---|---|
+# | `X` | (N, D) | N examples, D features each |
+# | `y` | (N,) | the targets |
+# | `w` | (D,) | one weight per feature |
+# | `b` | a number | added to every prediction |
+# | `r` | (N,) | the residuals, prediction minus target |
+# | `dw` | (D,) | dL/dw, one number per weight (like `w`) |
+# | `db` | a number | dL/db (like `b`) |
+#
+# **Derive it one element at a time**, on paper:
+# 1. dL/dr_n = ? (two things matter: the square, and the 1/N of the mean).
+# 2. d r_n / d w_j = ? and d r_n / d b = ?
+# 3. Every weight enters every residual, so by the chain rule
+#    dL/dw_j = sum over n of (dL/dr_n) · (d r_n / d w_j). Write that sum out for `j = 0`.
+# 4. The same sum for all `j` at once is one matrix-vector product of `X` (or its transpose) and
+#    the vector of dL/dr_n. Which one has shape (D,) and the right entries?
+# 5. dL/db: the same steps with d r_n / d b.
+#
+# **A tiny case to do by hand:** `N = 2`, `D = 1`, `X = [[1], [2]]`, `y = [1, 1]`, `w = [0]`, `b = 0`.
+# Then `r = [-1, -1]` and `L = 1`. What are dL/dw and dL/db? The cell below prints their numerical
+# values (central differences of the loss alone) for you to compare with.
 #
 # Return `loss` and `db` as Python floats.
+
+# %%
+X0, y0, w0, b0, h = np.array([[1.0], [2.0]]), np.array([1.0, 1.0]), np.array([0.0]), 0.0, 1e-6
+mse_only = lambda w, b: np.mean((X0 @ w + b - y0) ** 2)      # the forward pass and the loss, nothing else
+print("numerical dL/dw:", (mse_only(w0 + h, b0) - mse_only(w0 - h, b0)) / (2 * h))
+print("numerical dL/db:", (mse_only(w0, b0 + h) - mse_only(w0, b0 - h)) / (2 * h))
 
 # %% solution
 def linear_loss_grad(X, y, w, b):
@@ -156,8 +249,9 @@ def linear_loss_grad(X, y, w, b):
 # %% check linear_loss_grad_hidden
 
 # %% [markdown]
-# Now the training loop. Start from `w = np.zeros(D)` and `b = 0.0`, then `steps` times:
-# compute the gradients with `linear_loss_grad` and update both `w` and `b` with `sgd_step`.
+# Now the training loop. Start from all-zero weights (`np.zeros(D)`) and `b = 0.0`, then repeat
+# `steps` times: compute the gradients at the current `w` and `b` with your `linear_loss_grad`,
+# and move both `w` and `b` one step downhill with your `sgd_step`. Return the final `(w, b)`.
 
 # %% solution
 def fit_linear(X, y, lr, steps):
