@@ -18,7 +18,7 @@ import time
 
 import nbformat
 
-from . import collect, course, inspect_nb, report, rerun, strip
+from . import collect, course, inspect_nb, report, rerun, similarity, strip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UID_BASE = 62000
@@ -197,6 +197,29 @@ class Slot:
             return None
 
 
+def flag_similar(assignment, rows, results, source_dir):
+    """Near-copies of the course's source or of another learner's function: a flag and the
+    ``similarity`` column (never an automatic zero)."""
+    by_fn = {}
+    for sid, r in results.items():
+        for fn, src in (r.get("sources") or {}).items():
+            by_fn.setdefault(fn, {})[sid] = src
+    for fn, functions in sorted(by_fn.items()):
+        try:
+            refs = similarity.reference_sources(fn, assignment, solutions_dir=source_dir)
+            found = similarity.find_similar(functions, refs, fn)
+        except Exception as e:   # noqa: BLE001  (a nicety must not stop the grades)
+            for row in rows.values():
+                row.setdefault("notes", []).append(f"similarity check of {fn} failed: {type(e).__name__}")
+            break
+        for sid, pairs in found.items():
+            if not pairs or sid not in rows:
+                continue
+            text = ", ".join(f"{other} ({score:.2f})" for other, score in pairs[:3])
+            rows[sid].setdefault("similarity", []).append(f"{fn} ~ {text}")
+            rows[sid]["flags"].append(f"similar code: {fn} is a near-copy of {text}")
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.timeout is None:
@@ -282,7 +305,15 @@ def main(argv=None):
     hide += [out, subs_path, os.path.abspath(args.source_dir), sandbox_root, tempfile.gettempdir(),
              os.path.expanduser("~"), os.path.abspath(args.seed_file)]
     seed = rerun.load_seed(os.path.abspath(args.seed_file), args.seed)
-    stripped, removed = strip.build(os.path.join(out, "stripped"), rerun.allowed(a))
+    check_ids = [c.metadata["nbgrader"]["grade_id"] for c in release.cells
+                 if c.metadata.get("nbgrader", {}).get("grade")]
+    try:
+        checked = rerun.assignment_checks(a, check_ids)
+    except KeyError as e:
+        print(f"grading: {e.args[0]}", file=sys.stderr)
+        return 2
+    allowed = sorted({name for c in checked for name in rerun.allowed(c.assignment)})
+    stripped, removed = strip.build(os.path.join(out, "stripped"), allowed)
     os.chmod(os.path.join(out, "stripped"), 0o755)
     kernel_env = {} if args.full_run else {"BPLIB_FAST": "1"}
     if "load_mnist" in json.dumps(release):
@@ -297,7 +328,7 @@ def main(argv=None):
         uid = uids[k]
         settings = {"assignment": a, "course": root, "slot": k, "uid": uid, "timeout": args.timeout,
                     "db_url": "sqlite:///" + os.path.join(root, "gradebook.db"),
-                    "sandbox_root": sandbox_root, "stripped": stripped, "seed": seed,
+                    "sandbox_root": sandbox_root, "stripped": stripped, "seed": seed, "check_ids": check_ids,
                     "feedback": os.path.join(out, "feedback"), "jupyter_path": jupyter_path,
                     "runtime": os.path.join(root, "runtime"), "hide": hide, "memory_mb": args.memory_mb,
                     "cpu_s": args.cpu_seconds or max(30, args.timeout * 4), "output_chars": args.output_chars,
@@ -374,6 +405,7 @@ def main(argv=None):
 
     # 5. merge
     isolation = sorted({r.get("isolation", "") for r in results.values() if r.get("isolation")})
+    rerun_isolation = sorted({r.get("rerun_isolation", "") for r in results.values() if r.get("rerun_isolation")})
     for sid, r in results.items():
         row = rows[sid]
         row["flags"] += r.get("flags", [])
@@ -385,8 +417,10 @@ def main(argv=None):
         row.update(score=r["score"], max_score=r["max_score"], cells=r["cells"],
                    feedback=r.get("feedback", ""),
                    timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds")})
+    flag_similar(a, rows, results, os.path.abspath(args.source_dir))
     csv_path = report.write_csv(os.path.join(out, "grades.csv"), rows, release)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"rows": rows, "isolation": isolation}, f, indent=1, sort_keys=True)
-    report.print_summary(a, rows, csv_path, time.time() - t_start, n, isolation)
+        json.dump({"rows": rows, "isolation": isolation, "rerun_isolation": rerun_isolation}, f, indent=1,
+                  sort_keys=True)
+    report.print_summary(a, rows, csv_path, time.time() - t_start, n, isolation, rerun_isolation)
     return 0

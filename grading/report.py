@@ -13,7 +13,7 @@ def status_of(row):
 def write_csv(path, rows, release):
     test_ids = [c.metadata["nbgrader"]["grade_id"] for c in release.cells
                 if c.metadata.get("nbgrader", {}).get("grade")]
-    fields = ["student", "score", "max_score", "status", "notes", "submitted_as", "feedback"] + test_ids
+    fields = ["student", "score", "max_score", "status", "notes", "submitted_as", "feedback", "similarity"] + test_ids
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -21,7 +21,8 @@ def write_csv(path, rows, release):
             r = rows[sid]
             line = {"student": sid, "score": f"{r['score']:g}", "max_score": f"{r['max_score']:g}",
                     "status": status_of(r), "notes": "; ".join(r.get("notes", [])),
-                    "submitted_as": r.get("submitted_as", ""), "feedback": r.get("feedback", "")}
+                    "submitted_as": r.get("submitted_as", ""), "feedback": r.get("feedback", ""),
+                    "similarity": "; ".join(r.get("similarity", []))}
             for gid in test_ids:
                 cell = r.get("cells", {}).get(gid)
                 line[gid] = "" if cell is None else f"{cell['score']:g}"
@@ -29,7 +30,7 @@ def write_csv(path, rows, release):
     return path
 
 
-def print_summary(assignment, rows, csv_path, seconds, workers, isolation):
+def print_summary(assignment, rows, csv_path, seconds, workers, isolation, rerun_isolation=()):
     graded = [r for r in rows.values() if not r.get("problem")]
     scores = [r["score"] for r in graded]
     top = max((r["max_score"] for r in rows.values()), default=0)
@@ -57,4 +58,7 @@ def print_summary(assignment, rows, csv_path, seconds, workers, isolation):
             print(f"  {sid}: {'; '.join(ns)}")
     for iso in sorted({re.sub(r"uid \d+", "a uid of its own per worker", i) for i in isolation}):
         print("kernel sandbox: " + iso.replace("\n", "; "))
+    for iso in sorted({re.sub(r"uid \d+", "a uid of its own per worker", i) for i in rerun_isolation}):
+        lines = [ln for ln in iso.splitlines() if not ln.startswith("mount-namespace hides")]
+        print("clean re-run of the graded functions: " + "; ".join(lines))
     print(csv_path)

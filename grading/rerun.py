@@ -60,18 +60,18 @@ def rng_for(seed, check_id):
 
 
 # -- the assignment's checks with the grader's cases -----------------------------------------------
-def assignment_checks(assignment):
-    """[(check, cases_fn)] for every check of ``assignment``; hidden ones get grading/hidden's cases."""
+def assignment_checks(assignment, check_ids=None):
+    """[check] for every check of ``assignment`` (or exactly ``check_ids``, the test cells of a release
+    notebook); hidden ones get grading/hidden's cases."""
     from bplib.checks import CHECKS
     from .hidden import cases_for
+    ids = check_ids if check_ids is not None else [cid for cid, c in CHECKS.items() if c.assignment == assignment]
     out = []
-    for cid, c in CHECKS.items():
-        if c.assignment != assignment:
-            continue
-        if c.hidden:
-            out.append(c.with_cases(cases_for(assignment, c.fn_name)))
-        else:
-            out.append(c)
+    for cid in ids:
+        if cid not in CHECKS:
+            raise KeyError(f"the notebook's test cell {cid!r} is not a check of bplib.checks")
+        c = CHECKS[cid]
+        out.append(c.with_cases(cases_for(c.assignment, c.fn_name)) if c.hidden else c)
     return out
 
 
@@ -87,9 +87,9 @@ def allowed(assignment):
 LOCAL_RULES = {("chain_rule", "backward")}      # functions that may use Value's local rules
 
 
-def draw_cases(assignment, seed):
+def draw_cases(assignment, seed, check_ids=None):
     """{check_id: (check, [case, ...])} from the secret seed."""
-    return {c.id: (c, c.cases(rng_for(seed, c.id))) for c in assignment_checks(assignment)}
+    return {c.id: (c, c.cases(rng_for(seed, c.id))) for c in assignment_checks(assignment, check_ids)}
 
 
 # -- encoding for the runner -------------------------------------------------------------------
@@ -127,7 +127,7 @@ def make_job(job_dir, nb, assignment, drawn, time_limit=20.0, cell_time_limit=30
         cases[cid] = [encode({k: v for k, v in c.items() if k != "name"}, arrays, f"{cid}.{i}")
                       for i, c in enumerate(cs)]
         f = functions.setdefault(check.fn_name, {"checks": [],
-                                                 "local_rules": (assignment, check.fn_name) in LOCAL_RULES})
+                                                 "local_rules": (check.assignment, check.fn_name) in LOCAL_RULES})
         f["checks"].append(cid)
     job = {"assignment": assignment, "cells": _code_cells(nb), "functions": functions, "cases": cases,
            "time_limit": time_limit, "cell_time_limit": cell_time_limit}

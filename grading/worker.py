@@ -298,7 +298,10 @@ def settle(s, result, verdicts):
             flag("the function ran out of time", gid)
         elif status == "missing":
             flag("the graded function is not defined (renamed?)", gid)
-        if g["score"] > 0 and not passed:
+        if g["score"] > 0 and not passed and not gid.endswith("_hidden"):   # a hidden cell passes in any kernel
+            if not status.startswith(("reference used", "looks into the grader")):
+                flag("passed in the learner's kernel, not in the clean re-run: 0 points", gid,
+                     str((v or {}).get("message", "")).splitlines()[0][:120] if v else "")
             feedback_notes.append(f"{gid}: it passed in your notebook but not when your function was run "
                                   f"again on the grader's inputs, so it scores 0 (see the verdict below).")
         if gid in info["test_errors"]:
@@ -344,7 +347,7 @@ def main():
     os.environ.update(s.get("kernel_env", {}))
     os.makedirs(s["runtime"], exist_ok=True)
     api = api_for(s["course"], s["timeout"], s.get("alembic_head"))
-    DRAWN[0] = rerun.draw_cases(s["assignment"], s["seed"])
+    DRAWN[0] = rerun.draw_cases(s["assignment"], s["seed"], s.get("check_ids"))
     for line in sys.stdin:
         task = json.loads(line)
         if "finish" in task:

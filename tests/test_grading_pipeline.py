@@ -185,7 +185,7 @@ def small_class(tmp_path_factory):
 
 
 def _run(capsys, zip_path, out):
-    rc = cli.main(["mini", str(zip_path), "--source-dir", SOURCE, "--out", str(out), "--timeout", "20"])
+    rc = cli.main(["mini", "--seed", "7", str(zip_path), "--source-dir", SOURCE, "--out", str(out), "--timeout", "20"])
     printed = capsys.readouterr().out
     assert rc == 0
     return printed
@@ -215,7 +215,7 @@ def test_zip_class_end_to_end_and_regrade_is_identical(small_class, capsys):
 
 def test_refuses_to_work_inside_the_submissions(tmp_path, capsys):
     (tmp_path / "a.ipynb").write_text("{}")
-    rc = cli.main(["mini", str(tmp_path), "--source-dir", SOURCE, "--out", str(tmp_path / "runs")])
+    rc = cli.main(["mini", "--seed", "7", str(tmp_path), "--source-dir", SOURCE, "--out", str(tmp_path / "runs")])
     assert rc == 2 and "must not overlap" in capsys.readouterr().err
     assert (tmp_path / "a.ipynb").read_text() == "{}"
 
@@ -223,7 +223,7 @@ def test_refuses_to_work_inside_the_submissions(tmp_path, capsys):
 def test_unknown_assignment_is_a_clear_error(tmp_path):
     (tmp_path / "a.ipynb").write_text("{}")
     with pytest.raises(SystemExit, match="no source notebook"):
-        cli.main(["nope", str(tmp_path), "--source-dir", SOURCE, "--out", str(tmp_path.parent / "out-nope")])
+        cli.main(["nope", "--seed", "7", str(tmp_path), "--source-dir", SOURCE, "--out", str(tmp_path.parent / "out-nope")])
 
 
 def test_feedback_tracebacks_of_test_cells_are_reduced_to_the_verdict():
@@ -242,7 +242,7 @@ def test_never_empties_a_folder_it_did_not_make(tmp_path, capsys):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
-    rc = cli.main(["mini", str(tmp_path / "class"), "--source-dir", SOURCE, "--out", str(precious)])
+    rc = cli.main(["mini", "--seed", "7", str(tmp_path / "class"), "--source-dir", SOURCE, "--out", str(precious)])
     assert rc == 2 and "was not made by the grading command" in capsys.readouterr().err
     assert (precious / "thesis.tex").read_text() == "years of work"
 

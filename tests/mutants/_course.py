@@ -1,11 +1,13 @@
-"""A temporary copy of the course, graded by the real nbgrader command line.
+"""A temporary copy of the course, graded by the course's own grading command.
 
 ``graded(assignment)`` runs, once per pytest session and assignment:
-generate_assignment, then one ``nbgrader autograde`` over every "student"
-(the solution, the untouched exercise, and every wrong implementation of
-tests/mutants/<assignment>.py injected into the solution's code cells),
-then ``nbgrader export``. Grading tests (e2e and wrong implementations)
-share that one run: autograding costs a kernel start per notebook.
+``nbgrader generate_assignment``, then ONE ``python -m grading`` (what ``make
+grade`` runs: nbgrader autograde in a sandboxed kernel, then the clean re-run of
+the graded functions that gives the scores) over every "student" (the solution,
+the untouched exercise, and every wrong implementation of
+tests/mutants/<assignment>.py injected into the solution's code cells). Grading
+tests (e2e and wrong implementations) share that one run: grading costs a kernel
+start per notebook.
 
 BPLIB_FAST=1 is set for the kernels: the notebooks' training cells then use
 a few hundred examples and one epoch (see each notebook's first cell).
@@ -99,8 +101,10 @@ class Graded:
         return float(row["score"]), float(row["max_score"])
 
     def notebook(self, student):
-        path = self.course / "autograded" / student / self.assignment / f"{self.assignment}.ipynb"
-        return nbformat.read(str(path), as_version=4)
+        """The graded copy (its test cells show the clean re-run's verdicts, as the feedback page does)."""
+        found = list(self.course.glob(f"work/w*/autograded/{student}/{self.assignment}/{self.assignment}.ipynb"))
+        assert found, f"no graded notebook of {student}: {self.rows.get(student, {}).get('status')}"
+        return nbformat.read(str(found[0]), as_version=4)
 
     def feedback(self, student):
         """check_id -> (did the cell fail?, the text it printed and the error it raised)."""
@@ -159,12 +163,15 @@ def _grade(assignment):
     students = {"solution": student_notebook(exercise, solution), "untouched": exercise}
     for m in mutants(assignment):
         students[f"mutant_{m['name']}"] = student_notebook(exercise, solution, m)
+    subs = course / "class"
+    subs.mkdir()
     for sid, nb in students.items():
-        d = course / "submitted" / sid / assignment
-        d.mkdir(parents=True)
-        nbformat.write(nb, str(d / f"{assignment}.ipynb"))
-    nbgrader(course, "autograde", assignment, "--force", timeout=900)
-    nbgrader(course, "export", "--to", str(course / "grades.csv"))
-    with open(course / "grades.csv", newline="") as f:
-        rows = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == assignment}
-    return Graded(course, assignment, students, rows)
+        nbformat.write(nb, str(subs / f"{sid}.ipynb"))
+    out = course / "graded"
+    r = subprocess.run([sys.executable, "-m", "grading", assignment, str(subs), "--out", str(out), "--workers", "1", "--seed", "4242",
+                        "--quiet"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1500)
+    if r.returncode != 0:
+        raise RuntimeError(f"python -m grading {assignment} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    with open(out / "grades.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    return Graded(out, assignment, students, rows)
