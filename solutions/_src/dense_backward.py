@@ -1,12 +1,14 @@
 # %% [markdown]
 # # Exercise 3: backward through a dense network
 #
-# **What you learn.** The backward pass of the three pieces of every classifier, a dense
-# (fully connected) layer, ReLU, and softmax cross-entropy, written as whole-matrix operations
-# on a batch. Then your functions, plugged into `bplib` layers, train a network that reads
-# handwritten digits.
+# **What you learn.** To derive a backward pass yourself: write one element of the forward
+# pass, take its derivative by the chain rule, then recognise the sum you get as a whole-matrix
+# operation on a batch. You do it for the three pieces of every classifier: a dense (fully
+# connected) layer, ReLU, and softmax cross-entropy. Then your functions, plugged into `bplib`
+# layers, train a network that reads handwritten digits.
 #
-# **Time:** about 60 minutes.
+# **Time:** about 80 minutes (about 45 of them for the derivations on paper; chapter 4 shows the method
+# on dL/dW).
 #
 # **You write:**
 #
@@ -15,6 +17,30 @@
 # | `dense_backward(dout, x, W)` | `(dx, dW, db)` for `out = x @ W + b` | 5 |
 # | `relu_backward(dout, x)` | `dx` for `out = max(0, x)` | 3 |
 # | `softmax_cross_entropy(logits, labels)` | `(loss, dlogits)` | 5 |
+#
+# **You derive:**
+#
+# - `dense_backward`: dL/dx and dL/db, which the book leaves to you (chapter 4 derives dL/dW
+#   from one element; you vectorise that one too).
+# - `relu_backward`: dL/dx, including which array decides where the gradient stops and what
+#   happens at exactly 0.
+# - `softmax_cross_entropy`: dL/dlogits, the main derivation of this notebook. The book does
+#   not give it.
+#
+# **You may call:** numpy; the forward passes `bplib.layers.dense_forward`,
+# `bplib.layers.relu_forward` and `bplib.losses.softmax`; and `bplib.gradcheck` (for example
+# `numerical_gradient`) to test your own work. Everything else in bplib that computes these
+# gradients is the course's reference: its functions of the same names, the layers'
+# `backward`, and the checking code in `bplib.checks`. When your notebook is graded, your
+# functions run again in a clean process where those are removed, so a function that calls
+# them scores 0 on that test, with a status that says so. Returning numerical derivatives
+# instead of your own gradient does not work either: the hidden tests include layers so large
+# that it runs out of time.
+#
+# **Hints:** a failed check names the symptom (wrong shape, off by the batch size, wrong
+# sign, ...). For more, call `hint("dense_backward")` (or the name of another function): each
+# call gives the next level, first the idea, then the local rule, and only last the formula.
+# Hints never cost points; the summary at the end counts them for your own record.
 #
 # Shapes: `N` examples in a batch, `D` features in, `M` features out, `K` classes.
 # `dout` is dL/dout, the gradient arriving from the layer above; `dx` is dL/dx, and so on.
@@ -27,8 +53,9 @@ import numpy as np
 
 import bplib
 from bplib import checks
+from bplib.checks import hint
 from bplib.layers import Dense, ReLU, Sequential
-from bplib.gradcheck import check_layer
+from bplib.gradcheck import check_layer, numerical_gradient
 
 checks.start("dense_backward")
 FAST = os.environ.get("BPLIB_FAST") == "1"   # set by the graders' tests: a smaller training run
@@ -36,15 +63,44 @@ FAST = os.environ.get("BPLIB_FAST") == "1"   # set by the graders' tests: a smal
 # %% [markdown]
 # ## 1. Dense layer
 #
-# Forward: `out = x @ W + b` with `x: (N, D)`, `W: (D, M)`, `b: (M,)`, `out: (N, M)`.
-# Each gradient is `dout` multiplied by the *other* factor, arranged so the shapes fit, and
-# `b`, which is added to every row, collects the gradient of every row:
+# The forward pass, for a batch:
 #
-# $$\frac{\partial L}{\partial x} = \frac{\partial L}{\partial \text{out}}\,W^\top,\qquad
-#   \frac{\partial L}{\partial W} = x^\top \frac{\partial L}{\partial \text{out}},\qquad
-#   \frac{\partial L}{\partial b} = \sum_{n=1}^{N} \frac{\partial L}{\partial \text{out}_n}$$
+# | array | shape | what it is |
+# |---|---|---|
+# | `x` | (N, D) | the input: one row per example |
+# | `W` | (D, M) | the weights: row `i` belongs to input feature `i` |
+# | `b` | (M,) | the bias, added to every row |
+# | `out`, `dout` | (N, M) | the output, and dL/dout, which your function receives |
+# | `dx`, `dW`, `db` | (N, D), (D, M), (M,) | what it returns: each has the shape of its variable |
 #
-# A quick sanity test: every gradient has exactly the shape of the variable it belongs to.
+# One element of the output, written out:
+#
+# $$\text{out}[n, m] = \sum_{i=1}^{D} x[n, i]\, W[i, m] + b[m]$$
+#
+# **A worked example (a different layer, not graded).** A layer that scales each feature,
+# $\text{out}[n, m] = x[n, m]\, g[m]$ with `g: (M,)`. The number $g[m]$ is used once in every row
+# $n$, and only by outputs of column $m$. The chain rule adds up its uses:
+#
+# $$\frac{\partial L}{\partial g[m]} = \sum_{n} \frac{\partial L}{\partial \text{out}[n, m]}\,
+#   \frac{\partial \text{out}[n, m]}{\partial g[m]} = \sum_{n} \text{dout}[n, m]\; x[n, m]$$
+#
+# One term per use. The sum over $n$ is also why the result has the shape `(M,)` of `g`.
+#
+# **Your derivation**, on paper, for the dense layer:
+#
+# 1. Which elements $\text{out}[n, m]$ depend on $W[i, j]$, and what is
+#    $\partial\, \text{out}[n, m] / \partial W[i, j]$ for them? Write $\partial L / \partial W[i, j]$ as
+#    a sum over $n$. Then find the matrix product of `x` and `dout` (transposed or not) whose
+#    entry $(i, j)$ is that sum. When $D = M$, two such products have the shape (D, M): only the
+#    element form tells which one is right.
+# 2. The same for $x[n, i]$: which outputs use it, and with which coefficient? Write
+#    $\partial L / \partial x[n, i]$ as a sum over $m$, recognise the product, check it is (N, D).
+# 3. How many times is $b[m]$ used? Write $\partial L / \partial b[m]$.
+# 4. A tiny case by hand, with $N = 2$ and $D = M = 1$: $x = [[1], [2]]$, $W = [[3]]$,
+#    $\text{dout} = [[1], [-2]]$. Work out dx, dW and db from your element forms, then compare with
+#    what your function prints in the cell after it.
+#
+# Then vectorise: no Python loop is needed.
 
 # %% solution
 def dense_backward(dout, x, W):
@@ -59,6 +115,14 @@ def dense_backward(dout, x, W):
     return dx, dW, db
     ### END SOLUTION
 
+# %%
+# The tiny case of step 4: compute it by hand first.
+try:
+    dx, dW, db = dense_backward(np.array([[1.0], [-2.0]]), np.array([[1.0], [2.0]]), np.array([[3.0]]))
+    print("dx =", dx.tolist(), " dW =", dW.tolist(), " db =", db.tolist())
+except NotImplementedError:
+    print("dense_backward is not written yet.")
+
 # %% check dense_backward_visible
 
 # %% check dense_backward_hidden
@@ -66,10 +130,18 @@ def dense_backward(dout, x, W):
 # %% [markdown]
 # ## 2. ReLU
 #
-# `out = max(0, x)` elementwise. Its local derivative is 1 where `x > 0` and 0 elsewhere
-# (at exactly 0 we use 0, as `bplib` does), so the gradient passes through a mask:
+# The forward pass is element-wise: $\text{out}[i] = \max(0, x[i])$ for every element, whatever
+# the shape of `x` (`dout` and `dx` have that same shape).
 #
-# $$\frac{\partial L}{\partial x} = \frac{\partial L}{\partial \text{out}} \odot \mathbb{1}[x > 0]$$
+# **Your derivation:**
+#
+# 1. Which elements of `x` does $\text{out}[i]$ depend on? (So: is there a sum in the chain rule
+#    this time?)
+# 2. What is the slope of $\max(0, x)$ for $x < 0$, and for $x > 0$? At exactly 0 there is a kink;
+#    this course, like bplib, takes the slope there to be 0 (the visible test has an input that is
+#    exactly 0).
+# 3. Which array tells where the gradient stops: the forward input `x`, or `dout`?
+# 4. By hand: $x = [-1, 0, 2]$ and $\text{dout} = [5, 6, 7]$. What is dx?
 
 # %% solution
 def relu_backward(dout, x):
@@ -85,15 +157,37 @@ def relu_backward(dout, x):
 # %% [markdown]
 # ## 3. Softmax cross-entropy
 #
-# The classifier's loss takes raw scores `logits: (N, K)` and integer `labels: (N,)`.
-# With `p = softmax(logits)` row by row, the loss is the mean of `-log p[n, labels[n]]`,
-# and its gradient is famously simple, with `Y` the one-hot matrix of the labels:
+# The classifier's loss takes raw scores `logits: (N, K)` and integer `labels: (N,)`, and
+# returns the loss (a Python float) and dL/dlogits (N, K). Write $z$ for the logits and $y_n$ for
+# the label of example $n$. Softmax turns each row of scores into probabilities, and the loss is
+# the mean over the batch of minus the log-probability of the right class:
 #
-# $$L = -\frac{1}{N}\sum_{n} \log p_{n, y_n}, \qquad
-#   \frac{\partial L}{\partial \text{logits}} = \frac{1}{N}\,(p - Y)$$
+# $$p[n, k] = \frac{e^{z[n, k]}}{\sum_{j=1}^{K} e^{z[n, j]}}, \qquad
+#   L = \frac{1}{N} \sum_{n=1}^{N} L_n, \qquad L_n = -\log p[n, y_n]$$
 #
-# Subtract each row's maximum before `np.exp`: softmax does not change, and `exp` of large
-# logits no longer overflows. Return the loss as a Python float.
+# **Stable forward pass.** Subtracting the same number $c$ from every logit of a row changes
+# nothing: $e^{z - c}$ is $e^{z}$ times $e^{-c}$ in the numerator and in every term of the
+# denominator, and that factor cancels. With $c$ the row's maximum, every exponent is at most 0,
+# so `np.exp` cannot overflow even for logits of 1000 (a hidden test has such logits).
+#
+# **Your derivation** of dL/dlogits, on paper:
+#
+# 1. Use $\log(a / b) = \log a - \log b$ to write $L_n$ as two terms: one holds only $z[n, y_n]$,
+#    the other holds every $z[n, j]$ of the row.
+# 2. Differentiate each term with respect to $z[n, k]$. The first: what do you get for $k = y_n$,
+#    and for $k \ne y_n$? The second: the chain rule through the log, then through the sum, of
+#    which only one term holds $z[n, k]$. Which quantity that you already compute appears?
+# 3. Does $L_n$ depend on the logits $z[n', k]$ of another example $n' \ne n$? What does the
+#    $\frac{1}{N}$ of the mean do to each row?
+# 4. By hand, with $N = 1$ and $K = 2$: for logits $[[0, 0]]$ and label 0, $p = [\tfrac12, \tfrac12]$.
+#    What are $L$ and dL/dlogits? Then for logits $[[\ln 3, 0]]$ and label 1 (so
+#    $p = [\tfrac34, \tfrac14]$)? Check the sign: raising the right class's logit must lower the loss.
+# 5. Vectorise over the batch: one (N, K) array, no loop over $n$. Indexing with two arrays,
+#    `a[np.arange(N), labels]`, picks one entry per row (row $n$, column $y_n$); you can read with
+#    it and also assign or subtract through it.
+#
+# The cell after your function compares your hand result of step 4 with numerical derivatives of
+# your own loss (once the loss is right).
 
 # %% solution
 def softmax_cross_entropy(logits, labels):
@@ -111,6 +205,17 @@ def softmax_cross_entropy(logits, labels):
     dlogits[np.arange(N), labels] -= 1
     return float(loss), dlogits / N
     ### END SOLUTION
+
+# %%
+# Step 4's second case: your loss, your dlogits, and numerical derivatives of your loss.
+try:
+    z4, y4 = np.array([[np.log(3.0), 0.0]]), np.array([1])
+    loss4, d4 = softmax_cross_entropy(z4, y4)
+    print(f"your loss {loss4:.4f} (log 4 = {np.log(4):.4f}), your dlogits {np.round(d4, 4).tolist()}")
+    num4 = numerical_gradient(lambda z: softmax_cross_entropy(z, y4)[0], z4.copy())
+    print(f"numerical derivatives of your loss: {np.round(num4, 4).tolist()}")
+except NotImplementedError:
+    print("softmax_cross_entropy is not written yet.")
 
 # %% check softmax_cross_entropy_visible
 
@@ -170,8 +275,8 @@ else:
 # %% [markdown]
 # ## Summary
 #
-# Hidden tests (a batch of one, square and one-column weight matrices, huge logits) run when
-# your notebook is graded.
+# Hidden tests (a batch of one, square and one-column weight matrices, inputs at ReLU's kink,
+# huge logits, large layers) run when your notebook is graded.
 
 # %%
 checks.summary("dense_backward");
