@@ -285,7 +285,7 @@ def judge_job(drawn, result, arrays, sources=""):
                                                         "frame objects")):
             status = "looks into the grader's frames or objects (" + ", ".join(routes) + ")"
         out[cid] = {"passed": bool(v.passed), "message": message, "status": status if not v.passed else "ok",
-                    "hits": hits}
+                    "hits": hits, "symptoms": list(getattr(v, "symptoms", []))}
     return out
 
 

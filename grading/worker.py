@@ -284,7 +284,7 @@ def settle(s, result, verdicts):
         passed = bool(v and v.get("passed") is True)
         score = g["max"] if passed else 0.0
         cell = {"nbgrader": g["score"], "max": g["max"], "verified": passed, "score": score,
-                "status": (v or {}).get("status", "not run")}
+                "status": (v or {}).get("status", "not run"), "symptoms": (v or {}).get("symptoms", [])}
         if abs(score - g["score"]) > 1e-9 or g["manual_needed"]:
             changes[gid] = score
         status = str((v or {}).get("status", ""))

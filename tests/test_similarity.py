@@ -794,3 +794,40 @@ if __name__ == "__main__":
     print("evasions of the lstm_step_backward solution:")
     for name, s in evasion_scores().items():
         print(f"  {s:.3f}  {name}")
+
+
+# -- in make grade: a generated class, flags in the status and in grades.csv --------------------------
+def test_make_grade_flags_copies_not_honest_variants(tmp_path):
+    """A class of honest variants written differently, a learner who copied bplib's source renamed, and two
+    learners who share one disguised solution: only the copies are flagged, naming the other party."""
+    import csv
+    import inspect
+    import nbformat
+    from bplib import losses
+    from pathlib import Path
+    from grading import cli, report
+    ROOT = Path(__file__).resolve().parents[1]
+    fn = "softmax_cross_entropy"
+    honest = HONEST[fn]
+    results = {f"honest_{k}": {"sources": {fn: src}} for k, src in honest.items()}
+    ref = inspect.getsource(losses.softmax_cross_entropy)
+    results["copier"] = {"sources": {fn: ref.replace("logits", "scores").replace("labels", "ys")}}
+    shared = next(iter(honest.values()))
+    results["pair_a"] = {"sources": {fn: shared}}
+    results["pair_b"] = {"sources": {fn: "# my own work\n" + shared.replace("    ", "        ")}}
+    rows = {sid: {"student": sid, "score": 1.0, "max_score": 1.0, "flags": [], "notes": [], "cells": {}}
+            for sid in results}
+    cli.flag_similar("dense_backward", rows, results, str(ROOT / "solutions"))
+    flagged = {sid for sid, r in rows.items() if r.get("similarity")}
+    assert "copier" in flagged and {"pair_a", "pair_b"} <= flagged
+    assert "reference:" in "; ".join(rows["copier"]["similarity"])
+    assert "pair_b" in "; ".join(rows["pair_a"]["similarity"]) and "pair_a" in "; ".join(rows["pair_b"]["similarity"])
+    honest_flagged = {sid for sid in flagged if sid.startswith("honest_")} - {"honest_" + next(iter(honest))}
+    assert not honest_flagged, {sid: rows[sid]["similarity"] for sid in honest_flagged}
+    release = nbformat.v4.new_notebook()
+    path = report.write_csv(str(tmp_path / "grades.csv"), rows, release)
+    with open(path) as f:
+        table = {r["student"]: r for r in csv.DictReader(f)}
+    assert "similarity" in table["copier"] and table["copier"]["similarity"].startswith(f"{fn} ~ reference:")
+    assert "similar code" in table["copier"]["status"]
+    assert table["honest_" + list(honest)[-1]]["similarity"] == ""

@@ -57,7 +57,7 @@ def preprocess(frame):
 
 
 def discount_rewards(rewards, gamma=0.99, reset_at_points=True):
-    """Discounted returns G_t = r_t + gamma G_(t+1).
+    """Discounted returns G_t = r_t + gamma r_(t+1) + gamma^2 r_(t+2) + ...
 
     rewards: (T,)  ->  G: (T,). In Pong (``reset_at_points``) a reward is +1 or
     -1 where a point ends and 0 elsewhere, and the sum restarts at every point:

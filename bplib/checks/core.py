@@ -129,10 +129,11 @@ def _copy(case):
 
 
 class Verdict:
-    def __init__(self, check_id, passed, message, mistake=None, status="ok"):
+    def __init__(self, check_id, passed, message, mistake=None, status="ok", symptoms=()):
         self.check_id, self.passed, self.message = check_id, passed, message
         self.mistake = mistake            # the first Mistake the answer matched, for the hint ladder
         self.status = status              # "ok", "raised X", "timeout", ...
+        self.symptoms = list(symptoms)    # the known mistakes it matched, in words (for the class report)
 
     def __str__(self):
         return self.message
@@ -212,7 +213,7 @@ def judge(check, results, cases=None):
                 lines.append("  Symptom: " + " ".join(known))
             if ask:
                 lines.append(ask)
-            return Verdict(check.id, False, "\n".join(lines), mistake=first)
+            return Verdict(check.id, False, "\n".join(lines), mistake=first, symptoms=known)
     return Verdict(check.id, True, f"✓ {title}: passed ({len(cases)} case{'s' if len(cases) > 1 else ''}).")
 
 

@@ -3,10 +3,11 @@
 #
 # **What you learn.** How backpropagation trains an agent when there is no right answer to
 # compare with, only rewards: the REINFORCE policy gradient. You compute discounted returns
-# (how good each action turned out to be) and the gradient of the policy loss for a softmax
-# policy; then your two functions teach a network to balance a pole (CartPole).
+# (how good each action turned out to be) and derive the loss and its gradient for a policy
+# that picks one of several actions by a softmax; then your two functions teach a network to
+# balance a pole (CartPole).
 #
-# **Time:** about 60 minutes.
+# **Time:** about 75 minutes (see the note at the end of this cell).
 #
 # **You write:**
 #
@@ -15,7 +16,35 @@
 # | `discounted_returns(rewards, dones, gamma)` | `returns: (T,)` | 5 |
 # | `policy_gradient_loss(logits, actions, advantages)` | `(loss, dlogits)` | 7 |
 #
+# **You derive:**
+#
+# - `discounted_returns`: the recursion that computes every return in one pass, and where it
+#   restarts between episodes. Chapter 8 defines the return as a sum and leaves both to you.
+# - `policy_gradient_loss`: dL/dlogits of the REINFORCE loss for a softmax policy over K
+#   actions, the main derivation of this notebook. Chapter 8 derives it only for a policy with
+#   two actions and a sigmoid.
+#
+# **You may call:** numpy; the forward pass `bplib.losses.softmax` (probabilities, row by row,
+# with the row maximum subtracted first); and `bplib.gradcheck` to test your own work.
+# Everything else in bplib that computes these results is the course's reference:
+# `bplib.losses.softmax_cross_entropy` and `binary_cross_entropy` (they return gradients),
+# `bplib.cases.pong.discount_rewards` and `policy_gradient`, the layers' `backward`, and the
+# checking code in `bplib.checks`. When your notebook is graded, your functions run again in a
+# clean process where those are removed, so a function that calls them scores 0 on that test,
+# with a status that says so.
+#
+# **Hints:** a failed check names the symptom (wrong sign, off by the batch size, rewards that
+# leak between episodes, ...). For more, call `hint("discounted_returns")` or
+# `hint("policy_gradient_loss")`: each call gives the next level, first the idea, then the
+# local rule, and only last the formula. Hints never cost points; the summary at the end
+# counts them for your own record.
+#
 # Run the notebook from the top after a change; the last cell sums up what passes.
+#
+# *How the time was estimated:* reading, 15 minutes; the returns: a hand example, the
+# recursion and the episode ends, about 20 minutes; the loss: five derivation steps at about
+# 5 minutes each plus its hand example, about 30 minutes; debugging from the verdicts and the
+# CartPole run, about 10 minutes.
 
 # %% locked
 import os
@@ -24,7 +53,9 @@ import numpy as np
 
 import bplib
 from bplib import checks
+from bplib.checks import hint
 from bplib.layers import Dense, ReLU, Sequential
+from bplib.losses import softmax
 
 checks.start("policy_gradient")
 FAST = os.environ.get("BPLIB_FAST") == "1"   # set by the graders' tests: a shorter training run
@@ -32,14 +63,34 @@ FAST = os.environ.get("BPLIB_FAST") == "1"   # set by the graders' tests: a shor
 # %% [markdown]
 # ## 1. Discounted returns
 #
-# An action is credited with the rewards that came *after* it, the later ones discounted by
-# `gamma` in [0, 1] per step. Computed backwards in one pass:
+# An action is credited with the rewards that came *after* it, in its own episode, the later
+# ones counting less: a reward k steps in the future is weighted by $\gamma^k$, with the
+# discount $\gamma$ in [0, 1]. For a step t of an episode that ends at step E:
 #
-# $$G_t = r_t + \gamma\, G_{t+1}, \qquad G_t = r_t \text{ at the last step of an episode}$$
+# $$G_t = \sum_{k=0}^{E - t} \gamma^{k}\, r_{t+k} = r_t + \gamma\, r_{t+1} + \dots + \gamma^{E-t} r_E$$
 #
-# The arrays hold several episodes one after another: `dones[t]` is True when an episode ends
-# after step t, and the running return restarts from 0 there. (If the last step has no `done`,
-# the episode was cut off: treat it the same way, G = r at the last step.)
+# | array | shape | what it is |
+# |---|---|---|
+# | `rewards` | (T,) floats | the reward after each step, several episodes one after another |
+# | `dones` | (T,) bools | True where an episode ends after step t (its last step) |
+# | `gamma` | a float | the discount |
+# | what you return | (T,) floats | $G_t$ for every step |
+#
+# If the last step has no done, the episode was cut off there: treat it the same way, as if it
+# ended at the last step (nothing more is known).
+#
+# **Your derivation:**
+#
+# 1. By hand, for one episode with rewards [1, 1, 1] and $\gamma = 0.9$: write $G_2$, $G_1$
+#    and $G_0$ from the sum above.
+# 2. Write $G_t$ and $G_{t+1}$ as sums, one under the other. What do you add to which multiple
+#    of $G_{t+1}$ to get $G_t$? Which return do you know without knowing any other?
+# 3. So in which order can one pass over the arrays compute every return, each from one you
+#    already have?
+# 4. Two episodes, rewards [1, 2 | 3, 4], dones [False, True, False, True], $\gamma = 0.5$: which
+#    rewards does $G_1$ hold? $G_0$? Where must your pass forget what it has summed so far?
+#
+# A Python loop over t is fine here: each return needs the one after it.
 
 # %% solution
 def discounted_returns(rewards, dones, gamma):
@@ -55,6 +106,13 @@ def discounted_returns(rewards, dones, gamma):
     return returns
     ### END SOLUTION
 
+# %%
+# Step 1 of your derivation: compare with your hand result.
+try:
+    print("G =", discounted_returns(np.array([1.0, 1.0, 1.0]), np.array([False, False, True]), 0.9).tolist())
+except NotImplementedError:
+    print("discounted_returns is not written yet.")
+
 # %% check discounted_returns_visible
 
 # %% check discounted_returns_hidden
@@ -62,20 +120,60 @@ def discounted_returns(rewards, dones, gamma):
 # %% [markdown]
 # ## 2. The policy-gradient loss
 #
-# The policy is a network that outputs `logits: (N, A)` for the `A` possible actions; the agent
-# samples action `a_n` with probability `p = softmax(logits)`. REINFORCE makes actions more
-# likely in proportion to their *advantage* `A_n` (the return, minus a baseline). As a loss to
-# minimise, and its gradient (the softmax cross-entropy gradient of exercise 3, each row
-# weighted by its advantage):
+# The policy is a network that outputs one row of scores per decision, `logits: (N, K)` for
+# the K possible actions. The agent picked action $a_n$ with the probabilities of the softmax
+# of row n, and afterwards each decision got an *advantage* $A_n$ (its return minus a baseline:
+# positive if things went better than usual). REINFORCE makes actions more likely in
+# proportion to their advantage. As a loss to minimise, a mean over the N decisions:
 #
-# $$L = -\frac{1}{N}\sum_n A_n \log p_{n, a_n}, \qquad
-#   \frac{\partial L}{\partial \text{logits}_n} = \frac{A_n}{N}\,\bigl(p_n - \text{onehot}(a_n)\bigr)$$
+# $$p[n, k] = \frac{e^{z[n, k]}}{\sum_{j} e^{z[n, j]}}, \qquad
+#   L = \frac{1}{N} \sum_{n=1}^{N} L_n, \qquad L_n = -A_n \log p[n, a_n]$$
 #
-# Shift logits by their row maximum before `exp`. Return the loss as a Python float.
+# with $z$ the logits. The advantages come from the returns, not from the logits: for the
+# gradient they are fixed numbers.
+#
+# | array | shape | what it is |
+# |---|---|---|
+# | `logits` | (N, K) | the policy's scores, before the softmax |
+# | `actions` | (N,) ints in [0, K) | the action taken at each decision |
+# | `advantages` | (N,) floats | $A_n$ |
+# | `loss` | a Python float | L |
+# | `dlogits` | (N, K) | dL/dlogits |
+#
+# **A worked example (two actions and a sigmoid, from chapter 8; not graded).** With one logit
+# $z$ per decision and $p = \sigma(z)$ the probability of action 1, the log-probability of
+# action 1 is $\log \sigma(z)$ and of action 0 is $\log(1 - \sigma(z))$. Since
+# $\sigma'(z) = \sigma(z)(1 - \sigma(z))$,
+#
+# $$\frac{d}{dz}\bigl(-\log \sigma(z)\bigr) = -(1 - \sigma(z)), \qquad
+#   \frac{d}{dz}\bigl(-\log(1 - \sigma(z))\bigr) = \sigma(z),$$
+#
+# which is $\sigma(z) - a$ in both cases, for the action $a \in \{0, 1\}$; the advantage, a
+# constant, multiplies it. Here the policy has K actions and a softmax instead.
+#
+# **Your derivation** of dL/dlogits, on paper:
+#
+# 1. Write $\log p[n, a_n]$ as two terms: one holds only $z[n, a_n]$, the other every $z[n, j]$
+#    of row n.
+# 2. Differentiate $L_n$ with respect to $z[n, k]$, once for $k = a_n$ and once for
+#    $k \ne a_n$. Which quantity that you already compute appears?
+# 3. Does $L_n$ depend on the logits of another decision $m \ne n$? What does the $\frac1N$ of
+#    the mean do?
+# 4. By hand, with one decision and three actions: logits [[0, 0, 0]], action 0, advantage 2.
+#    What are p, L and dL/dlogits? Then the same logits with advantage -1: which way does a
+#    gradient step now push the logit of action 0, and is that what REINFORCE wants? What does
+#    each row of your dlogits add up to, and why?
+# 5. Vectorise over the batch: one (N, K) array, no loop over n. Indexing with two arrays,
+#    `z[np.arange(N), actions]`, picks one entry per row, and you can also assign or subtract
+#    through it.
+#
+# For the loss, take the log of the chosen action's probability without letting anything
+# overflow (a visible test has logits around 800; `softmax` already subtracts the row
+# maximum). Return the loss as a Python float.
 
 # %% solution
 def policy_gradient_loss(logits, actions, advantages):
-    """logits: (N, A), actions: (N,) ints, advantages: (N,)  ->  loss: float, dlogits: (N, A)"""
+    """logits: (N, K), actions: (N,) ints, advantages: (N,)  ->  loss: float, dlogits: (N, K)"""
     ### BEGIN SOLUTION
     N = logits.shape[0]
     z = logits - logits.max(axis=1, keepdims=True)
@@ -86,6 +184,15 @@ def policy_gradient_loss(logits, actions, advantages):
     dlogits *= advantages[:, None] / N
     return float(loss), dlogits
     ### END SOLUTION
+
+# %%
+# Step 4 of your derivation: compare with your hand results.
+try:
+    for adv in (2.0, -1.0):
+        loss, dlogits = policy_gradient_loss(np.zeros((1, 3)), np.array([0]), np.array([adv]))
+        print(f"advantage {adv:+}: loss = {loss:.4f}, dlogits = {np.round(dlogits, 4).tolist()}")
+except NotImplementedError:
+    print("policy_gradient_loss is not written yet.")
 
 # %% check policy_gradient_loss_visible
 
@@ -142,8 +249,9 @@ else:
 # %% [markdown]
 # ## Summary
 #
-# Hidden tests (a single step, 200-step and cut-off episodes, gamma 0 and 1, a single decision,
-# large logits, zero advantages) run when your notebook is graded.
+# Hidden tests run when your notebook is graded, on inputs only the grader has: a single step,
+# a 200-step episode, a cut-off episode, episodes of one step, gamma 0 and 1; a single decision,
+# large logits, zero advantages, and a batch where every decision took the same action.
 
 # %%
 checks.summary("policy_gradient");
