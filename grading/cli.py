@@ -197,6 +197,15 @@ class Slot:
             return None
 
 
+def attempted(nb, release):
+    """False if every solution cell is exactly as released (the learner wrote nothing)."""
+    def sols(n):
+        return {(c.metadata.get("nbgrader") or {}).get("grade_id"): c.source.strip() for c in n.cells
+                if (c.metadata.get("nbgrader") or {}).get("solution")}
+    given, mine = sols(release), sols(nb)
+    return any(mine.get(gid) != src for gid, src in given.items())
+
+
 def flag_similar(assignment, rows, results, source_dir):
     """Near-copies of the course's source or of another learner's function: a flag and the
     ``similarity`` column (never an automatic zero)."""
@@ -215,7 +224,10 @@ def flag_similar(assignment, rows, results, source_dir):
         for sid, pairs in found.items():
             if not pairs or sid not in rows:
                 continue
+            pairs = sorted(pairs, key=lambda p: (not p[0].startswith("reference:"), -p[1]))   # the course's first
             text = ", ".join(f"{other} ({score:.2f})" for other, score in pairs[:3])
+            if len(pairs) > 3:
+                text += f" and {len(pairs) - 3} more"
             rows[sid].setdefault("similarity", []).append(f"{fn} ~ {text}")
             rows[sid]["flags"].append(f"similar code: {fn} is a near-copy of {text}")
 
@@ -289,6 +301,8 @@ def main(argv=None):
         if prep.problem:
             row["problem"] = prep.problem
             continue
+        if not attempted(prep.notebook, release):
+            row["flags"].insert(0, "not attempted")
         p = os.path.join(norm, f"{sub.student}.ipynb")
         nbformat.write(prep.notebook, p)
         restored = [f for f in prep.flags if "put back" in f or "restored" in f]

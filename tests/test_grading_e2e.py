@@ -23,6 +23,7 @@ def test_solution_full_marks_untouched_zero(assignment):
         "; ".join(f"{k}: {t}" for k, (failed, t) in g.feedback("solution").items() if failed)
     score, _ = g.score("untouched")
     assert score == 0, f"the untouched exercise scored {score}"
+    assert g.rows["untouched"]["status"].startswith("not attempted"), g.rows["untouched"]["status"]
     fb = g.feedback("untouched")
     assert fb and all(failed for failed, _ in fb.values())
     visible = [t for cid, (_, t) in fb.items() if cid.endswith("_visible")]

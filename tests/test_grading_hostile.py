@@ -26,7 +26,7 @@ FULL, FIRST = 13, 5  # dense_backward: 13 points, 5 of them for dense_backward (
 CASES = {
     "correct": ("correct", FULL, "ok"),
     "wrong": ("wrong", FULL - FIRST, "ok"),
-    "unfinished": ("unfinished", 0, "ok"),
+    "unfinished": ("unfinished", 0, "not attempted"),
     "hangsolution": ("hang_solution", FULL, "interrupted after the 8 s cell limit"),
     "hangimport": ("hang_import", FULL, "interrupted after the 8 s cell limit"),
     "killkernel": ("kill_kernel", 0, "kernel died"),

@@ -198,12 +198,13 @@ def test_zip_class_end_to_end_and_regrade_is_identical(small_class, capsys):
     printed = _run(capsys, z, out)
     lines = printed.strip().splitlines()
     assert lines[-1] == str(out / "grades.csv")                       # the path is printed LAST
-    assert "3 of 3 submissions graded" in printed and "needs a person's look: 0" in printed
+    assert "3 of 3 submissions graded" in printed and "needs a person's look: 1" in printed
     with open(out / "grades.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[:4] == ["student", "score", "max_score", "status"]
     got = {r["student"]: (r["score"], r["max_score"], r["status"]) for r in rows}
-    assert got == {"ann_lee_101": ("4", "4", "ok"), "ben_ng_102": ("2", "4", "ok"), "cat_roy_103": ("0", "4", "ok")}
+    assert got == {"ann_lee_101": ("4", "4", "ok"), "ben_ng_102": ("2", "4", "ok"),
+                   "cat_roy_103": ("0", "4", "not attempted")}
     for r in rows:
         assert os.path.isfile(r["feedback"])
     first = (out / "grades.csv").read_text()

@@ -174,6 +174,10 @@ def judge(check, results, cases=None):
         got = results[i] if i < len(results) else "not run"
         label = check.describe(case)
         where = f" on case {i + 1} of {len(cases)}" + (f" ({label})" if label else "")
+        if isinstance(got, str) and got.startswith("raised NotImplementedError"):
+            return Verdict(check.id, False, f"✗ {title}: not implemented yet (it still raises "
+                           f"NotImplementedError). Write your code in place of `raise NotImplementedError()`.",
+                           status="raised NotImplementedError")
         if isinstance(got, str):
             msg = f"✗ {title}: {got}{where}."
             if got.startswith("raised") and ask:

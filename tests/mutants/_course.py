@@ -97,13 +97,14 @@ class Graded:
         self.course, self.assignment, self.students, self.rows = course, assignment, students, rows
 
     def score(self, student):
-        row = self.rows[student]
+        row = self.rows[student.lower()]          # the grader's learner ids are lower case
         return float(row["score"]), float(row["max_score"])
 
     def notebook(self, student):
         """The graded copy (its test cells show the clean re-run's verdicts, as the feedback page does)."""
-        found = list(self.course.glob(f"work/w*/autograded/{student}/{self.assignment}/{self.assignment}.ipynb"))
-        assert found, f"no graded notebook of {student}: {self.rows.get(student, {}).get('status')}"
+        sid = student.lower()
+        found = list(self.course.glob(f"work/w*/autograded/{sid}/{self.assignment}/{self.assignment}.ipynb"))
+        assert found, f"no graded notebook of {student}: {self.rows.get(sid, {}).get('status')}"
         return nbformat.read(str(found[0]), as_version=4)
 
     def feedback(self, student):
