@@ -5,6 +5,13 @@ Shapes understood (they can be mixed):
     alice.ipynb                                   one file per student, named by the student id
     bob/dense_backward.ipynb, bob/anything.ipynb  one folder per student
     Carol Jones_12345_assignsubmission_file_/x.ipynb   a learning-platform (Moodle) export
+    submitted/erin/dense_backward/x.ipynb         nbgrader's own layout (a folder of learner folders
+                                                  that each hold an ``<assignment>/`` folder), beside
+                                                  any of the above: each learner in it is one learner
+
+Rules for the ambiguous cases (each is named in the learner's notes, never silent):
+several entries that map to one learner id are one learner; of their notebooks the one
+named ``<assignment>.ipynb`` is graded, else the first in sorted order.
 
 A zip is unpacked (safely: no absolute paths, no ``..``, no links, size caps)
 into the run's own folder; the originals are only ever read.
@@ -124,6 +131,15 @@ def _top_level(folder, assignment):
     return folder
 
 
+def _nbgrader_wrapper(path, assignment):
+    """A folder of learner folders in nbgrader's layout (``submitted/<learner>/<assignment>/``): every
+    visible child is a folder, and at least one of them holds an ``<assignment>/`` folder."""
+    kids = [k for k in os.listdir(path) if _visible(k)]
+    if not kids or not all(os.path.isdir(os.path.join(path, k)) for k in kids):
+        return False
+    return any(os.path.isdir(os.path.join(path, k, assignment)) for k in kids)
+
+
 def collect(folder, assignment):
     """Group the files under ``folder`` by student; returns a list of :class:`Submission`."""
     top = _top_level(folder, assignment)
@@ -134,7 +150,12 @@ def collect(folder, assignment):
         p = os.path.join(top, entry)
         if os.path.islink(p):
             continue
-        if os.path.isdir(p):
+        if os.path.isdir(p) and _nbgrader_wrapper(p, assignment):
+            for learner in sorted(os.listdir(p)):
+                q = os.path.join(p, learner)
+                if _visible(learner) and os.path.isdir(q) and not os.path.islink(q):
+                    groups.setdefault(student_id(learner), []).append((f"{entry}/{learner}/", _walk_files(q)))
+        elif os.path.isdir(p):
             sid = student_id(entry)
             groups.setdefault(sid, []).append((entry + "/", _walk_files(p)))
         elif os.path.isfile(p):
@@ -147,8 +168,9 @@ def collect(folder, assignment):
         files = [f for _, fs in entries for f in fs]
         shown = ", ".join(e for e, _ in entries)
         sub = Submission(student=sid, submitted_as=shown, files=files)
-        if len(entries) > 1 and not all(e.endswith("/") for e, _ in entries):
-            sub.notes.append(f"several entries map to student id '{sid}': {shown}")
+        if len(entries) > 1:
+            sub.notes.append(f"several entries map to student id '{sid}': {shown} (one learner; see the rule "
+                             f"for which notebook is graded)")
         _choose_notebook(sub, top, assignment)
         subs.append(sub)
     return subs

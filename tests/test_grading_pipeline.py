@@ -273,3 +273,19 @@ def test_nbgrader_layout_and_wrapper_folders(tmp_path):
         (wrapped / name).mkdir(parents=True)
         (wrapped / name / "mini.ipynb").write_text("{}")
     assert [s.student for s in collect.collect(str(tmp_path / "export"), "mini")] == ["ann_lee_1", "ben_ng_2"]
+
+
+def test_mixed_shapes_grade_every_learner_exactly_once(tmp_path):
+    """nbgrader's submitted/<learner>/<a>/ layout beside flat notebooks and learner folders: every learner once,
+    and two notebooks claiming one learner are one learner, said in the notes (the rule: <a>.ipynb first)."""
+    nb = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    for rel in ("alice.ipynb", "bob/homework.ipynb", "submitted/erin/mini/mini.ipynb",
+                "submitted/gina/mini/mini.ipynb", "erin.ipynb"):
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(nb)
+    subs = {s.student: s for s in collect.collect(str(tmp_path), "mini")}
+    assert sorted(subs) == ["alice", "bob", "erin", "gina"]
+    assert subs["erin"].path.endswith("submitted/erin/mini/mini.ipynb")
+    assert any("several entries map to student id 'erin'" in n for n in subs["erin"].notes)
+    assert subs["gina"].submitted_as == "submitted/gina/"
