@@ -1,16 +1,15 @@
 """``python -m grading ASSIGNMENT SUBMISSIONS``: grade a class, write grades.csv, print a summary.
 
-The coordinator: collect and prepare every submission, then shard the students
-over N worker processes (one nbgrader course dir and gradebook each, one
-sandboxed kernel at a time each), with a watchdog per student, and merge.
+The coordinator: collect and prepare every submission, make one self-contained job per
+learner, let the engine (grading/engine.py: Dask, on this machine or a cluster) run
+``grade one learner`` for each, and merge: feedback pages, the graded notebooks and the
+gradebook in runs/<a>/course/, similarity flags, grades.csv, results.json, the summary.
 """
 import argparse
 import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -18,7 +17,7 @@ import time
 
 import nbformat
 
-from . import collect, course, inspect_nb, report, rerun, similarity, strip
+from . import collect, course, engine, inspect_nb, report, rerun, similarity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UID_BASE = 62000
@@ -35,7 +34,11 @@ def parse_args(argv):
     p.add_argument("--source-dir", default=os.path.join(REPO, "solutions"),
                    help="folder holding <assignment>/<assignment>.ipynb (default: solutions/)")
     p.add_argument("--out", default=None, help="working folder (default: runs/<assignment>)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="parallel workers on this machine (default: cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="grade on the workers of an existing Dask cluster, e.g. tcp://host:8786 "
+                        "(see book/instructors.md); default: a local cluster of --workers processes")
     p.add_argument("--timeout", type=int, default=None,
                    help="seconds per cell (default: Execute.timeout of the repo's nbgrader_config.py, else 30)")
     p.add_argument("--memory-mb", type=int, default=2048, help="address-space limit of a student kernel")
@@ -79,122 +82,6 @@ def _other_assignments(source_dir, assignment):
     except Exception:   # noqa: BLE001  (naming the other assignment is a nicety)
         pass
     return out
-
-
-def mnist_cache(folder):
-    """bplib.data's MNIST arrays as one uncompressed .npz that every sandboxed kernel reads
-    (the same numbers; loading the package's gzip pickle costs seconds per kernel)."""
-    try:
-        import numpy as np
-        from bplib import data
-        arrays = data._mnist_arrays()
-    except Exception:   # noqa: BLE001  (no cache: kernels load MNIST the slow way)
-        return None
-    os.makedirs(folder, mode=0o755, exist_ok=True)
-    path = os.path.join(folder, "mnist.npz")
-    np.savez(path, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
-    os.chmod(path, 0o644)
-    return path
-
-
-_HELD = []   # lock files kept open for the whole run
-
-
-def reserve_uids(n, first=UID_BASE, last=UID_BASE + 999):
-    """``n`` sandbox user ids no other grading run on this machine is using (an flock per uid,
-    released when this process ends), so that cleaning up one run's kernels never touches another's."""
-    import fcntl
-    lock_dir = os.path.join(tempfile.gettempdir(), "bpgrade-uid-locks")
-    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
-    busy = set()
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                busy.add(os.stat(f"/proc/{pid}").st_uid)
-            except OSError:
-                pass
-    got = []
-    for uid in range(first, last + 1):
-        if len(got) == n:
-            break
-        if uid in busy:
-            continue
-        f = open(os.path.join(lock_dir, str(uid)), "w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            continue
-        _HELD.append(f)
-        got.append(uid)
-    if len(got) < n:
-        raise SystemExit(f"grading: no free sandbox user ids in {first}..{last}")
-    return got
-
-
-class Slot:
-    """One worker process and the thread that feeds it."""
-
-    def __init__(self, k, settings_path, log_path, uid):
-        self.k, self.settings_path, self.log_path, self.uid = k, settings_path, log_path, uid
-        self.proc = None
-        self.lines = None
-
-    def start(self):
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "grading.worker", self.settings_path],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                     text=True, cwd=REPO, start_new_session=True, bufsize=1)
-        log.close()
-        self.lines = queue.Queue()
-        proc, lines = self.proc, self.lines
-
-        def pump():
-            for line in proc.stdout:
-                lines.put(line)
-            lines.put(None)
-        threading.Thread(target=pump, daemon=True).start()
-
-    def kill(self):
-        from .worker import kill_uid
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, 9)
-            except OSError:
-                pass
-            self.proc.wait()
-        kill_uid(self.uid if os.geteuid() == 0 else -1)
-
-    def grade(self, task, budget):
-        if self.proc is None or self.proc.poll() is not None:
-            self.start()
-        try:
-            self.proc.stdin.write(json.dumps(task) + "\n")
-            self.proc.stdin.flush()
-            line = self.lines.get(timeout=budget)
-        except (queue.Empty, BrokenPipeError, OSError):
-            line = "timeout"
-        if line is None or line == "timeout":
-            self.kill()
-            self.proc = None
-            why = (f"grading did not finish within {budget:.0f} s: stopped" if line == "timeout"
-                   else "the grading worker crashed")
-            return {"student": task["student"], "graded": False, "problem": why, "flags": []}
-        return json.loads(line)
-
-    def finish(self, partials, budget):
-        """Send the worker its learners' results for verification and feedback; None if it fails."""
-        if self.proc is None or self.proc.poll() is not None:
-            self.start()
-        try:
-            self.proc.stdin.write(json.dumps({"finish": partials}) + "\n")
-            self.proc.stdin.flush()
-            line = self.lines.get(timeout=budget)
-            return json.loads(line)["finish"] if line else None
-        except (queue.Empty, BrokenPipeError, OSError, ValueError, KeyError):
-            self.kill()
-            self.proc = None
-            return None
 
 
 def attempted(nb, release):
@@ -282,7 +169,6 @@ def main(argv=None):
     release = nbformat.read(release_path, as_version=4)
     max_score = sum(float(c.metadata.get("nbgrader", {}).get("points", 0) or 0) for c in release.cells
                     if c.metadata.get("nbgrader", {}).get("grade"))
-    jupyter_path = course.write_kernelspec(out)
 
     # 3. check and rebuild each notebook
     others = _other_assignments(args.source_dir, a)
@@ -309,16 +195,7 @@ def main(argv=None):
         tasks.append({"student": sub.student, "notebook": p, "code_cells": prep.code_cells,
                       "feedback_notes": restored})
 
-    # 4. grade in parallel
-    n = max(1, min(args.workers, len(tasks)))
-    is_root = os.geteuid() == 0
-    sandbox_root = tempfile.mkdtemp(prefix="bpgrade-")
-    os.chmod(sandbox_root, 0o711)
-    hide = [os.path.join(REPO, d) for d in ("solutions", ".git", "tests", "runs", "submitted", "autograded",
-                                            "feedback", "_build", "benchmarks", "grading", "dist")]
-    hide += [out, subs_path, os.path.abspath(args.source_dir), sandbox_root, tempfile.gettempdir(),
-             os.path.expanduser("~"), os.path.abspath(args.seed_file)]
-    seed = rerun.load_seed(os.path.abspath(args.seed_file), args.seed)
+    # 4. grade: one self-contained job per learner, scheduled by the engine (Dask, here or on a cluster)
     check_ids = [c.metadata["nbgrader"]["grade_id"] for c in release.cells
                  if c.metadata.get("nbgrader", {}).get("grade")]
     try:
@@ -327,95 +204,61 @@ def main(argv=None):
         print(f"grading: {e.args[0]}", file=sys.stderr)
         return 2
     allowed = sorted({name for c in checked for name in rerun.allowed(c.assignment)})
-    stripped, removed = strip.build(os.path.join(out, "stripped"), allowed)
-    os.chmod(os.path.join(out, "stripped"), 0o755)
+    seed_file = os.path.abspath(args.seed_file)
+    seed = rerun.load_seed(seed_file, args.seed)
+    template = engine.pack(os.path.join(out, "course"))
     kernel_env = {} if args.full_run else {"BPLIB_FAST": "1"}
-    if "load_mnist" in json.dumps(release):
-        cache = mnist_cache(os.path.join(sandbox_root, "cache"))
-        if cache:
-            kernel_env["GRADING_MNIST_CACHE"] = cache
-    for d in ("feedback", "logs"):
-        os.makedirs(os.path.join(out, d))
-    slots = []
-    uids = reserve_uids(n) if is_root else [-1] * n
-    for k, root in enumerate(course.make_worker_dirs(out, n)):
-        uid = uids[k]
-        settings = {"assignment": a, "course": root, "slot": k, "uid": uid, "timeout": args.timeout,
-                    "db_url": "sqlite:///" + os.path.join(root, "gradebook.db"),
-                    "sandbox_root": sandbox_root, "stripped": stripped, "seed": seed, "check_ids": check_ids,
-                    "feedback": os.path.join(out, "feedback"), "jupyter_path": jupyter_path,
-                    "runtime": os.path.join(root, "runtime"), "hide": hide, "memory_mb": args.memory_mb,
-                    "cpu_s": args.cpu_seconds or max(30, args.timeout * 4), "output_chars": args.output_chars,
-                    "alembic_head": course.prepare_environment(),
-                    "kernel_env": kernel_env}
-        sp = os.path.join(root, "settings.json")
-        with open(sp, "w") as f:
-            json.dump(settings, f)
-        slots.append(Slot(k, sp, os.path.join(out, "logs", f"worker{k}.log"), uid))
-
-    todo = queue.Queue()
+    n = max(1, min(args.workers, len(tasks)))
+    run_id = f"{a}-{os.getpid()}-{int(time.time())}"
+    jobs = []
     for t in tasks:
-        todo.put(t)
-    results, done, lock = {}, [], threading.Lock()
-    stopping = threading.Event()
-    say(f"grading {len(tasks)} notebooks with {n} workers (cell limit {args.timeout} s, "
+        with open(t["notebook"]) as f:
+            notebook = f.read()
+        budget = 2 * (args.timeout * (t["code_cells"] + 2)) + 180
+        jobs.append({"run": run_id, "assignment": a, "student": t["student"], "notebook": notebook,
+                     "code_cells": t["code_cells"], "feedback_notes": t["feedback_notes"], "timeout": args.timeout,
+                     "memory_mb": args.memory_mb, "cpu_s": args.cpu_seconds or max(30, args.timeout * 4),
+                     "output_chars": args.output_chars, "seed": seed, "seed_file": seed_file,
+                     "check_ids": check_ids, "allowed": allowed, "kernel_env": kernel_env,
+                     "needs_mnist": "load_mnist" in json.dumps(release), "template": template,
+                     "alembic_head": course.prepare_environment(), "budget": budget,
+                     "backoff_scale": float(os.environ.get("GRADING_BACKOFF_SCALE", "1"))})
+    where = f"the Dask cluster at {args.scheduler}" if args.scheduler else f"{n} workers"
+    say(f"grading {len(tasks)} notebooks with {where} (cell limit {args.timeout} s, "
         f"kernel memory {args.memory_mb} MB)")
+    done = []
 
-    def run(slot):
-        mine = []
-        while not stopping.is_set():
-            try:
-                t = todo.get_nowait()
-            except queue.Empty:
-                break
-            budget = args.timeout * (t["code_cells"] + 2) + 120
-            r = slot.grade(t, budget)
-            if stopping.is_set():
-                break
-            mine.append(r)
-            with lock:
-                done.append(t["student"])
-                if not args.quiet:
-                    state = "autograded" if r.get("graded") else r.get("problem", "not graded")
-                    print(f"  [{len(done)}/{len(tasks)}] {t['student']}: {state}", flush=True)
-        if any(r.get("graded") for r in mine) and not stopping.is_set():
-            # verification (one clean process), overrides and feedback for all of this worker's learners
-            finished = slot.finish(mine, budget=300 + 10 * len(mine))
-            mine = finished if finished is not None else [
-                dict(r, graded=False, problem="verification and feedback did not finish: not graded")
-                if r.get("graded") else r for r in mine]
-        with lock:
-            for r in mine:
-                results[r["student"]] = r
-        if slot.proc is not None:
-            try:
-                slot.proc.stdin.close()
-                slot.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                slot.kill()
-
-    threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in slots]
+    def progress(r):
+        done.append(r["student"])
+        if not args.quiet:
+            state = "graded" if r.get("graded") else r.get("problem", "not graded")
+            print(f"  [{len(done)}/{len(tasks)}] {r['student']}: {state}", flush=True)
 
     def stop(signum, frame):              # Ctrl-C or a SIGTERM: stop the workers and their kernels
         raise KeyboardInterrupt
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
     try:
-        for th in threads:
-            th.start()
-        for th in threads:
-            while th.is_alive():
-                th.join(timeout=1)
+        results = engine.run(jobs, workers=n, scheduler=args.scheduler, on_result=progress) if jobs else {}
     except KeyboardInterrupt:
-        stopping.set()
-        for _ in range(2):                 # a thread may have started a worker meanwhile
-            for slot in slots:
-                slot.kill()
-            time.sleep(0.5)
+        engine.reap_orphans()
         print("grading: stopped; nothing was written to grades.csv", file=sys.stderr)
         return 130
-    finally:
-        shutil.rmtree(sandbox_root, ignore_errors=True)
+    os.makedirs(os.path.join(out, "feedback"), exist_ok=True)
+    for sid, r in results.items():
+        html_text = r.pop("feedback_html", None)
+        if html_text is not None:
+            dst = os.path.join(out, "feedback", f"{sid}.html")
+            with open(dst, "w", encoding="utf-8") as f:
+                f.write(html_text)
+            r["feedback"] = dst
+        nb_text = r.pop("autograded_nb", None)
+        if nb_text is not None:
+            d = os.path.join(out, "course", "autograded", sid, a)
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, f"{a}.ipynb"), "w", encoding="utf-8") as f:
+                f.write(nb_text)
+        course.merge_gradebook(os.path.join(out, "course", "gradebook.db"), r.pop("gradebook", None))
 
     # 5. merge
     isolation = sorted({r.get("isolation", "") for r in results.values() if r.get("isolation")})
@@ -430,11 +273,11 @@ def main(argv=None):
             continue
         row.update(score=r["score"], max_score=r["max_score"], cells=r["cells"],
                    feedback=r.get("feedback", ""),
-                   timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds")})
+                   timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds", "attempts")})
     flag_similar(a, rows, results, os.path.abspath(args.source_dir))
     csv_path = report.write_csv(os.path.join(out, "grades.csv"), rows, release)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"rows": rows, "isolation": isolation, "rerun_isolation": rerun_isolation}, f, indent=1,
                   sort_keys=True)
-    report.print_summary(a, rows, csv_path, time.time() - t_start, n, isolation, rerun_isolation)
+    report.print_summary(a, rows, csv_path, time.time() - t_start, where, isolation, rerun_isolation)
     return 0

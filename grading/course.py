@@ -65,6 +65,10 @@ def nbgrader_config(root, timeout):
     c.GenerateFeedback.preprocessors = [GetGrades, HideTestTracebacks, ClearHiddenTests,
                                          CSSHTMLHeaderPreprocessor]
     c.ClearHiddenTests.enforce_metadata = False
+    # a page a learner can read offline: math typeset to SVG when the page is made (no MathJax
+    # script, no CDN), tests named by their check, long lines wrapped (grading/feedback/)
+    from .feedback import configure as offline_feedback
+    offline_feedback(c)
     c.Application.log_level = logging.WARNING
     return c
 
@@ -107,6 +111,24 @@ def write_kernelspec(out):
     with open(os.path.join(d, "kernel.json"), "w") as f:
         json.dump(spec, f, indent=1)
     return os.path.join(out, "jupyter")
+
+
+def merge_gradebook(db_path, rows):
+    """Add one learner's gradebook rows (grading/worker.py gradebook_rows) to the run's gradebook. Every
+    learner's gradebook started as a copy of this one, so the assignment's ids agree and the learner's
+    own rows (uuid ids) never collide: ``nbgrader export`` and the formgrader can use the result."""
+    import sqlite3
+    if not rows:
+        return
+    con = sqlite3.connect(db_path)
+    try:
+        for table, data in rows.items():
+            cols = ", ".join(f'"{c}"' for c in data["cols"])
+            marks = ", ".join("?" for _ in data["cols"])
+            con.executemany(f'INSERT OR REPLACE INTO "{table}" ({cols}) VALUES ({marks})', data["rows"])
+        con.commit()
+    finally:
+        con.close()
 
 
 def make_worker_dirs(out, n):

@@ -37,6 +37,17 @@ CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 
 STARTUP = r'''
+def _grading_ready():
+    """The kernel has started: the grader tells a kernel that never started (its own fault) from one
+    the learner's code stopped."""
+    import os
+    open(os.path.join(os.environ.get("HOME", "."), "kernel_ready"), "w").close()
+
+
+_grading_ready()
+del _grading_ready
+
+
 def _grading_cap_output():
     """Cap what one cell may print (the grader installs this; the cap resets at every cell)."""
     import os, sys
@@ -193,8 +204,23 @@ def overlay_bplib(overlay_fd, notes):
     notes.append("reference removed: the stripped bplib is mounted over " + " ".join(targets))
 
 
+def fault_injected(name):
+    """Test-only (grading/worker.py has the same): the first k events of ``name`` fail."""
+    spec = dict(kv.split("=") for kv in os.environ.get("GRADING_FAULTS", "").split(",") if "=" in kv)
+    k, folder = int(spec.get(name, 0)), os.environ.get("GRADING_FAULT_DIR")
+    for i in range(k if folder else 0):
+        try:
+            os.close(os.open(os.path.join(folder, f"{name}.{i}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return True
+        except FileExistsError:
+            continue
+    return False
+
+
 def main(argv):
     runner = len(argv) > 2 and argv[1] == "--runner"
+    if not runner and fault_injected("kernel_start"):
+        sys.exit(1)                        # a kernel that never starts (the grader's fault, injected)
     sandbox = os.path.realpath(os.environ["GRADING_SANDBOX"])
     if runner:
         conn, rest, conn_text = None, [], None
@@ -281,7 +307,7 @@ def main(argv):
         f.write("\n".join(notes) + "\n")
 
     env = os.environ
-    for k in ("GRADING_HIDE", "JUPYTER_PATH", "PYTHONPATH", "PYTHONSTARTUP"):
+    for k in ("GRADING_HIDE", "JUPYTER_PATH", "PYTHONPATH", "PYTHONSTARTUP", "GRADING_FAULTS", "GRADING_FAULT_DIR"):
         env.pop(k, None)
     env.update(HOME=sandbox, TMPDIR=os.path.join(sandbox, "tmp"), IPYTHONDIR=ipydir,
                MPLCONFIGDIR=os.path.join(sandbox, ".config"), MPLBACKEND="Agg",

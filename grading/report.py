@@ -11,9 +11,11 @@ def status_of(row):
 
 
 def write_csv(path, rows, release):
+    from .class_report import mistakes_of      # the checks' diagnosed symptoms, "<function>: <symptom>"
     test_ids = [c.metadata["nbgrader"]["grade_id"] for c in release.cells
                 if c.metadata.get("nbgrader", {}).get("grade")]
     fields = ["student", "score", "max_score", "status", "notes", "submitted_as", "feedback", "similarity"] + test_ids
+    fields.append("mistakes")                   # last: the columns before it stay where other tools read them
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -26,6 +28,7 @@ def write_csv(path, rows, release):
             for gid in test_ids:
                 cell = r.get("cells", {}).get(gid)
                 line[gid] = "" if cell is None else f"{cell['score']:g}"
+            line["mistakes"] = "; ".join(mistakes_of(r, test_ids))
             w.writerow(line)
     return path
 
@@ -36,7 +39,7 @@ def print_summary(assignment, rows, csv_path, seconds, workers, isolation, rerun
     top = max((r["max_score"] for r in rows.values()), default=0)
     print()
     print(f"== {assignment}: {len(graded)} of {len(rows)} submissions graded "
-          f"in {seconds:.0f} s ({workers} workers) ==")
+          f"in {seconds:.0f} s ({workers}) ==")
     if scores:
         print(f"scores out of {top:g}: mean {statistics.mean(scores):.2f}, median {statistics.median(scores):g}, "
               f"min {min(scores):g}, max {max(scores):g}")

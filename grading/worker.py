@@ -1,22 +1,21 @@
-"""One grading worker: ``python -m grading.worker <settings.json>``.
+"""Grading ONE learner, a plain function: ``grade_learner(job, machine) -> result``.
 
-Reads one task per line on stdin (``{"student": ..., "notebook": ...}``) and
-answers one JSON line per task on stdout. For each student:
+Run in a process of its own (``python -m grading.worker <job.json> <result.json>``, started by
+grading/engine.py, which schedules learners on this machine or on a Dask cluster, retries the
+grader's own faults and merges the results):
 
-1. copy the prepared notebook to ``submitted/<student>/<a>/`` of this worker's course dir;
-2. ``nbgrader autograde`` (in process, nbgrader's API); the kernel starts in a fresh
-   sandbox (kernel_launcher.py): it gives the feedback page its outputs, never the grade;
-3. kill whatever the kernel left running (every process of this worker's uid);
-4. the clean re-run (rerun.py): the learner's graded functions run again in a fresh sandbox
-   with the course's reference implementations removed, on cases from the run's secret seed,
-   and are judged here. A failure of that machinery is retried, then reported as the grader's.
+1. a fresh nbgrader course folder from the run's template (the same gradebook ids everywhere);
+2. ``nbgrader autograde`` of the learner's notebook; the kernel starts in a fresh sandbox
+   (kernel_launcher.py): it gives the feedback page its outputs, never the grade. A kernel that
+   never started (no ``kernel_ready`` in its sandbox) is the grader's fault: exit ``FAULT``;
+3. every process of the sandbox uid is killed;
+4. the clean re-run (rerun.py): the graded functions run again in a fresh sandbox with the
+   course's reference implementations removed, on cases from the run's secret seed, and are
+   judged here; every test cell's score is that verdict (``manual_score`` in the gradebook
+   where nbgrader's kernel-side score differs; the test cells' outputs become the verdicts);
+5. ``nbgrader generate_feedback`` for this learner.
 
-Then, on ``{"finish": [the results of step 1-4]}`` (once, after all its learners):
-
-5. every test cell's score is the re-run's verdict: the gradebook gets ``manual_score`` where
-   nbgrader's kernel-side score differs (so nbgrader's own export and feedback agree), and the
-   test cells' outputs in the feedback are the re-run's verdicts;
-6. ``nbgrader generate_feedback`` once for all (hidden tests cleared), copied to ``feedback/<student>.html``.
+The result carries the row, the feedback page, the graded notebook and the gradebook's rows.
 """
 import html
 import json
@@ -57,16 +56,6 @@ def kill_uid(uid):
             break
         time.sleep(0.1)
     return n
-
-
-def kill_kernel(sandbox):
-    try:
-        with open(os.path.join(sandbox, "kernel.pid")) as f:
-            pid = int(f.read().strip() or 0)
-        if pid > 1:
-            os.kill(pid, signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
 
 
 def analyse(nb_path, timeout):
@@ -189,84 +178,6 @@ def add_feedback_notes(nb_path, lines):
     nbformat.write(nb, nb_path)
 
 
-def grade_one(api, s, task):
-    a, student = s["assignment"], task["student"]
-    root = s["course"]
-    sub_dir = os.path.join(root, "submitted", student, a)
-    for d in (os.path.join(root, "submitted", student), os.path.join(root, "autograded", student),
-              os.path.join(root, "feedback", student)):
-        shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(sub_dir)
-    shutil.copyfile(task["notebook"], os.path.join(sub_dir, f"{a}.ipynb"))
-
-    sandbox = tempfile.mkdtemp(prefix=f"s{s['slot']}-", dir=s["sandbox_root"])
-    os.environ.update(GRADING_SANDBOX=sandbox)
-    t0 = time.time()
-    res = api.autograde(a, student, force=True, create=True)
-    seconds = time.time() - t0
-    kill_kernel(sandbox)
-    kill_uid(s["uid"])
-    result = {"student": student, "seconds": round(seconds, 1), "flags": [], "notes": [], "cells": {},
-              "feedback_notes": task.get("feedback_notes", [])}
-    try:
-        with open(os.path.join(sandbox, "isolation.txt")) as f:
-            result["isolation"] = f.read().strip()
-    except OSError:
-        result["isolation"] = "the kernel did not start"
-    shutil.rmtree(sandbox, ignore_errors=True)
-
-    log = (res.get("log") or "") + (res.get("error") or "")
-    autograded = os.path.join(root, "autograded", student, a, f"{a}.ipynb")
-    if not res.get("success") or not os.path.isfile(autograded):
-        if "DeadKernel" in log or "Kernel died" in log or "kernel died" in log.lower():
-            why = ("the kernel died while running the notebook (os._exit, a crash, or the kernel's "
-                   "CPU-time limit)")
-        elif "timeout" in log.lower() or "didn't respond" in log:
-            why = ("the kernel stopped responding (an endless loop that ignores interrupts?) or did not "
-                   "start, and was stopped")
-        else:
-            last = [ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["no log"]
-            why = f"nbgrader could not grade it ({last[0][:200]})"
-        result.update(graded=False, problem=why + ": scored 0", log_tail=log[-2000:])
-        return result
-
-    t1 = time.time()
-    verdicts, rerun_isolation, err, sources = clean_rerun(s, task, DRAWN[0])
-    result["rerun_seconds"] = round(time.time() - t1, 2)
-    if err:
-        result.update(graded=False, problem=f"grader error: the clean re-run of the functions failed "
-                                            f"{RERUN_TRIES} times ({err[:200]}); regrade")
-        return result
-    result.update(graded=True, autograded=autograded, verdicts=verdicts, sources=sources,
-                  rerun_isolation=rerun_isolation)
-    return result
-
-
-def finish(api, s, partials):
-    """Verification, overrides and feedback for every learner this worker autograded."""
-    a = s["assignment"]
-    graded = [r for r in partials if r.get("graded")]
-    for r in graded:
-        try:
-            settle(s, r, r.pop("verdicts"))
-        except Exception:   # noqa: BLE001  (one learner's failure must not stop the others)
-            r.update(graded=False, problem="grader error: " + traceback.format_exc(limit=3)[-600:] + "; regrade")
-    t2 = time.time()
-    fb = api.generate_feedback(a, force=True)
-    per = (time.time() - t2) / max(1, len(graded))
-    for r in graded:
-        html_path = os.path.join(s["course"], "feedback", r["student"], a, f"{a}.html")
-        if os.path.isfile(html_path):
-            dst = os.path.join(s["feedback"], f"{r['student']}.html")
-            shutil.copyfile(html_path, dst)
-            r["feedback"] = dst
-        elif r.get("graded"):
-            r["flags"].append("no feedback page: nbgrader generate_feedback failed "
-                              + ("" if fb.get("success") else (fb.get("error") or "")[-200:]))
-        r["feedback_seconds"] = round(per, 2)
-    return partials
-
-
 def settle(s, result, verdicts):
     """One learner: the clean re-run's verdicts are the scores; overrides in the gradebook; flags."""
     a, student, autograded = s["assignment"], result["student"], result["autograded"]
@@ -331,35 +242,157 @@ def settle(s, result, verdicts):
         add_feedback_notes(autograded, result.get("feedback_notes", []) + feedback_notes)
 
 
-DRAWN = [None]     # {check_id: (check, cases)} from the run's secret seed, drawn once per worker
+FAULT = 75          # exit status of a grader fault (the engine retries it)
 
 
-def main():
-    with open(sys.argv[1]) as f:
-        s = json.load(f)
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)                     # anything else printed goes to the worker's log
-    os.environ.update(JUPYTER_PATH=s["jupyter_path"], JUPYTER_RUNTIME_DIR=s["runtime"],
-                      GRADING_HIDE=os.pathsep.join(s["hide"]), GRADING_UID=str(s["uid"]),
-                      GRADING_MEM_MB=str(s["memory_mb"]), GRADING_CPU_S=str(s["cpu_s"]),
-                      GRADING_OUTPUT_CHARS=str(s["output_chars"]),
-                      OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    os.environ.update(s.get("kernel_env", {}))
-    os.makedirs(s["runtime"], exist_ok=True)
-    api = api_for(s["course"], s["timeout"], s.get("alembic_head"))
-    DRAWN[0] = rerun.draw_cases(s["assignment"], s["seed"], s.get("check_ids"))
-    for line in sys.stdin:
-        task = json.loads(line)
-        if "finish" in task:
-            proto.write(json.dumps({"finish": finish(api, s, task["finish"])}) + "\n")
-            continue
+class GraderFault(Exception):
+    """The grading machinery failed for this learner (not the learner's code)."""
+
+
+def fault_injected(name):
+    """Test-only switch: ``GRADING_FAULTS="kernel_start=2,worker=1"`` makes the first k events of that
+    name fail, counted across processes in ``GRADING_FAULT_DIR`` (an O_EXCL file per event)."""
+    spec = dict(kv.split("=") for kv in os.environ.get("GRADING_FAULTS", "").split(",") if "=" in kv)
+    k, folder = int(spec.get(name, 0)), os.environ.get("GRADING_FAULT_DIR")
+    if k <= 0 or not folder:
+        return False
+    for i in range(k):
         try:
-            result = grade_one(api, s, task)
-        except Exception:   # noqa: BLE001  (one student's failure must not stop the worker)
-            result = {"student": task.get("student"), "graded": False,
-                      "problem": "grading error: " + traceback.format_exc(limit=3)[-600:], "flags": []}
-        proto.write(json.dumps(result) + "\n")
+            os.close(os.open(os.path.join(folder, f"{name}.{i}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return True
+        except FileExistsError:
+            continue
+    return False
+
+
+def _why_not_graded(log, kernel_started):
+    never = "before replying to kernel_info" in log or "Kernel didn't respond" in log or "kernel_info" in log
+    if never and not kernel_started:
+        raise GraderFault("the kernel did not start (" + _last_line(log) + ")")
+    if "DeadKernel" in log or "Kernel died" in log or "kernel died" in log.lower():
+        return "the kernel died while running the notebook (os._exit, a crash, or the kernel's CPU-time limit)"
+    if "timeout" in log.lower() or "didn't respond" in log:
+        return "the kernel stopped responding (an endless loop that ignores interrupts?), and was stopped"
+    return f"nbgrader could not grade it ({_last_line(log)})"
+
+
+def _last_line(log):
+    return ([ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["no log"])[0][:200]
+
+
+def grade_learner(job, m):
+    """Grade one learner. ``job``: what the coordinator sent (assignment, student, notebook, settings);
+    ``m``: this machine's paths (course folder, sandbox root, stripped bplib, hide list, uid)."""
+    from .course import write_kernelspec
+    a, student = job["assignment"], job["student"]
+    root = m["course"]
+    sub_dir = os.path.join(root, "submitted", student, a)
+    os.makedirs(sub_dir)
+    nb_path = os.path.join(sub_dir, f"{a}.ipynb")
+    with open(nb_path, "w") as f:
+        f.write(job["notebook"])
+    jupyter = write_kernelspec(root)
+    runtime = os.path.join(root, "runtime")
+    os.makedirs(runtime, exist_ok=True)
+    os.environ.update(JUPYTER_PATH=jupyter, JUPYTER_RUNTIME_DIR=runtime,
+                      GRADING_HIDE=os.pathsep.join(m["hide"]), GRADING_UID=str(m["uid"]),
+                      GRADING_MEM_MB=str(job["memory_mb"]), GRADING_CPU_S=str(job["cpu_s"]),
+                      GRADING_OUTPUT_CHARS=str(job["output_chars"]),
+                      OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    os.environ.update(job.get("kernel_env", {}))
+    if m.get("mnist"):
+        os.environ["GRADING_MNIST_CACHE"] = m["mnist"]
+    s = {"assignment": a, "timeout": job["timeout"], "uid": m["uid"], "slot": 0,
+         "sandbox_root": m["sandbox_root"], "stripped": m["stripped"],
+         "db_url": "sqlite:///" + os.path.join(root, "gradebook.db")}
+    api = api_for(root, job["timeout"], job.get("alembic_head"))
+    drawn = rerun.draw_cases(a, job["seed"], job.get("check_ids"))
+
+    sandbox = tempfile.mkdtemp(prefix="s-", dir=m["sandbox_root"])
+    os.environ.update(GRADING_SANDBOX=sandbox)
+    t0 = time.time()
+    res = api.autograde(a, student, force=True, create=True)
+    seconds = time.time() - t0
+    kill_uid(m["uid"])
+    result = {"student": student, "seconds": round(seconds, 1), "flags": [], "notes": [], "cells": {},
+              "feedback_notes": job.get("feedback_notes", [])}
+    started = os.path.exists(os.path.join(sandbox, "kernel_ready"))
+    try:
+        with open(os.path.join(sandbox, "isolation.txt")) as f:
+            result["isolation"] = f.read().strip()
+    except OSError:
+        result["isolation"] = ""
+    shutil.rmtree(sandbox, ignore_errors=True)
+    log = (res.get("log") or "") + (res.get("error") or "")
+    autograded = os.path.join(root, "autograded", student, a, f"{a}.ipynb")
+    if not res.get("success") or not os.path.isfile(autograded):
+        result.update(graded=False, problem=_why_not_graded(log, started) + ": scored 0", log_tail=log[-2000:])
+        return result
+
+    t1 = time.time()
+    task = {"notebook": nb_path, "code_cells": job.get("code_cells", 10)}
+    verdicts, rerun_isolation, err, sources = clean_rerun(s, task, drawn)
+    result["rerun_seconds"] = round(time.time() - t1, 2)
+    if err:
+        raise GraderFault(f"the clean re-run of the functions failed {RERUN_TRIES} times ({err[:200]})")
+    result.update(graded=True, sources=sources, rerun_isolation=rerun_isolation)
+    result["autograded"] = autograded
+    settle(s, result, verdicts)
+    del result["autograded"]
+    t2 = time.time()
+    fb = api.generate_feedback(a, student, force=True)
+    page = os.path.join(root, "feedback", student, a, f"{a}.html")
+    if os.path.isfile(page):
+        with open(page, encoding="utf-8") as f:
+            result["feedback_html"] = f.read()
+    else:
+        result["flags"].append("no feedback page: nbgrader generate_feedback failed "
+                               + ("" if fb.get("success") else (fb.get("error") or "")[-200:]))
+    result["feedback_seconds"] = round(time.time() - t2, 2)
+    with open(autograded, encoding="utf-8") as f:
+        result["autograded_nb"] = f.read()
+    result["gradebook"] = gradebook_rows(os.path.join(root, "gradebook.db"), student)
+    return result
+
+
+TABLES = ("student", "submitted_assignment", "submitted_notebook", "grade", "comment")
+
+
+def gradebook_rows(db_path, student):
+    """This learner's rows of the gradebook tables (the template's rows are the same everywhere)."""
+    import sqlite3
+    con = sqlite3.connect(db_path)
+    try:
+        out = {}
+        names = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+        for t in TABLES:
+            if t not in names:
+                continue
+            cols = [r[1] for r in con.execute(f"pragma table_info({t})")]
+            out[t] = {"cols": cols, "rows": [list(r) for r in con.execute(f"select * from {t}")]}
+        return out
+    finally:
+        con.close()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as f:
+        payload = json.load(f)
+    job, m = payload["job"], payload["machine"]
+    if fault_injected("worker"):
+        os._exit(FAULT)
+    try:
+        result = grade_learner(job, m)
+    except GraderFault as e:
+        print(f"grader fault: {e}", file=sys.stderr)
+        return FAULT
+    tmp = argv[1] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, argv[1])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -103,7 +103,7 @@ class Graded:
     def notebook(self, student):
         """The graded copy (its test cells show the clean re-run's verdicts, as the feedback page does)."""
         sid = student.lower()
-        found = list(self.course.glob(f"work/w*/autograded/{sid}/{self.assignment}/{self.assignment}.ipynb"))
+        found = list(self.course.glob(f"course/autograded/{sid}/{self.assignment}/{self.assignment}.ipynb"))
         assert found, f"no graded notebook of {student}: {self.rows.get(sid, {}).get('status')}"
         return nbformat.read(str(found[0]), as_version=4)
 
