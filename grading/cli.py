@@ -17,7 +17,7 @@ import time
 
 import nbformat
 
-from . import collect, course, engine, inspect_nb, report, rerun, similarity
+from . import class_report, collect, course, engine, inspect_nb, report, rerun, similarity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UID_BASE = 62000
@@ -276,8 +276,10 @@ def main(argv=None):
                    timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds", "attempts")})
     flag_similar(a, rows, results, os.path.abspath(args.source_dir))
     csv_path = report.write_csv(os.path.join(out, "grades.csv"), rows, release)
+    _, report_lines = class_report.write_report(out, a, rows, release)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"rows": rows, "isolation": isolation, "rerun_isolation": rerun_isolation}, f, indent=1,
                   sort_keys=True)
-    report.print_summary(a, rows, csv_path, time.time() - t_start, where, isolation, rerun_isolation)
+    report.print_summary(a, rows, csv_path, time.time() - t_start, where, isolation, rerun_isolation,
+                         report_lines)
     return 0

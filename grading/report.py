@@ -21,7 +21,9 @@ def write_csv(path, rows, release):
         w.writeheader()
         for sid in sorted(rows):
             r = rows[sid]
-            line = {"student": sid, "score": f"{r['score']:g}", "max_score": f"{r['max_score']:g}",
+            grader_error = str(r.get("problem", "")).startswith("grader error")
+            line = {"student": sid, "score": "" if grader_error else f"{r['score']:g}",
+                    "max_score": f"{r['max_score']:g}",
                     "status": status_of(r), "notes": "; ".join(r.get("notes", [])),
                     "submitted_as": r.get("submitted_as", ""), "feedback": r.get("feedback", ""),
                     "similarity": "; ".join(r.get("similarity", []))}
@@ -33,7 +35,7 @@ def write_csv(path, rows, release):
     return path
 
 
-def print_summary(assignment, rows, csv_path, seconds, workers, isolation, rerun_isolation=()):
+def print_summary(assignment, rows, csv_path, seconds, workers, isolation, rerun_isolation=(), report_lines=()):
     graded = [r for r in rows.values() if not r.get("problem")]
     scores = [r["score"] for r in graded]
     top = max((r["max_score"] for r in rows.values()), default=0)
@@ -64,4 +66,6 @@ def print_summary(assignment, rows, csv_path, seconds, workers, isolation, rerun
     for iso in sorted({re.sub(r"uid \d+", "a uid of its own per worker", i) for i in rerun_isolation}):
         lines = [ln for ln in iso.splitlines() if not ln.startswith("mount-namespace hides")]
         print("clean re-run of the graded functions: " + "; ".join(lines))
+    for line in report_lines:
+        print(line)
     print(csv_path)

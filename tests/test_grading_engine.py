@@ -1,0 +1,163 @@
+"""The engine: the grader's own faults are retried, never scored as the learner's 0; a Dask cluster
+grades the same class to the same grades, even when one of its workers is killed mid-run.
+
+Faults are injected deterministically with the test-only switch GRADING_FAULTS (grading/worker.py
+fault_injected): "kernel_start=k" makes the first k kernel starts of the run fail before the
+kernel exists, "worker=k" makes the first k learner processes die at once.
+"""
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from grading import cli, synthetic
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SOURCE = str(HERE / "fixtures" / "grading" / "source")
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def mini_class(tmp_path_factory):
+    base = tmp_path_factory.mktemp("engine")
+    synthetic.make_class("mini", str(base / "class"), [("ann", "correct"), ("ben", "wrong"), ("cat", "unfinished")],
+                         source_dir=SOURCE, work=str(base / "release"))
+    return base
+
+
+def grade(base, name, env=None, extra=()):
+    out = base / name
+    old = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        rc = cli.main(["mini", str(base / "class"), "--source-dir", SOURCE, "--out", str(out), "--seed", "11",
+                       "--timeout", "20", "--quiet", *extra])
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert rc == 0
+    with open(out / "grades.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    return rows, results
+
+
+def same_grades(a, b):
+    keep = lambda r: {k: v for k, v in r.items() if k != "feedback"}   # noqa: E731  (the page's path)
+    return {s: keep(r) for s, r in a.items()} == {s: keep(r) for s, r in b.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(mini_class):
+    return grade(mini_class, "plain")
+
+
+def test_a_kernel_that_never_starts_is_retried(mini_class, reference, tmp_path):
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    rows, results = grade(mini_class, "retried", {"GRADING_FAULTS": "kernel_start=2",
+                                                  "GRADING_FAULT_DIR": str(faults), "GRADING_BACKOFF_SCALE": "0.01"})
+    assert len(list(faults.iterdir())) == 2                     # the faults did happen
+    assert same_grades(rows, reference[0])
+    attempts = [r["timing"]["attempts"] for r in results["rows"].values() if r.get("timing")]
+    assert max(attempts) > 1
+
+
+def test_a_dying_grading_process_is_retried(mini_class, reference, tmp_path):
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    rows, _ = grade(mini_class, "worker-died", {"GRADING_FAULTS": "worker=2", "GRADING_FAULT_DIR": str(faults),
+                                                "GRADING_BACKOFF_SCALE": "0.01"})
+    assert len(list(faults.iterdir())) == 2
+    assert same_grades(rows, reference[0])
+
+
+def test_when_every_attempt_fails_the_row_says_grader_error_not_zero(mini_class, tmp_path):
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    rows, _ = grade(mini_class, "broken", {"GRADING_FAULTS": "kernel_start=1000", "GRADING_FAULT_DIR": str(faults),
+                                           "GRADING_BACKOFF_SCALE": "0.01"})
+    for sid, r in rows.items():
+        assert r["status"].startswith("grader error: the kernel did not start"), r["status"]
+        assert r["status"].endswith("; regrade") or "; regrade" in r["status"], r["status"]
+        assert r["score"] == "", f"{sid}: a grader error is not a score: {r['score']!r}"
+
+
+# -- a Dask cluster on 127.0.0.1 -------------------------------------------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DASK_DISTRIBUTED__WORKER__DAEMON="False",
+               OPENBLAS_NUM_THREADS="1")
+    logs = tmp_path / "dask"
+    logs.mkdir()
+    procs = [subprocess.Popen([str(VENV_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], cwd=ROOT, env=env, stdout=open(logs / "scheduler.log", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True)]
+    address = f"tcp://127.0.0.1:{port}"
+    workers = []
+    for k in range(2):
+        workers.append(subprocess.Popen([str(VENV_BIN / "dask"), "worker", address, "--nthreads", "1", "--no-nanny",
+                                         "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{k}"], cwd=ROOT,
+                                        env=env, stdout=open(logs / f"w{k}.log", "w"), stderr=subprocess.STDOUT,
+                                        start_new_session=True))
+    procs += workers
+    from dask.distributed import Client
+    deadline = time.time() + 60
+    while True:
+        try:
+            with Client(address, timeout=5) as c:
+                if len(c.scheduler_info()["workers"]) == 2:
+                    break
+        except OSError:
+            pass
+        assert time.time() < deadline, (logs / "scheduler.log").read_text()[-2000:]
+        time.sleep(0.5)
+    yield address, workers
+    for p in procs:
+        try:
+            os.killpg(p.pid, 9)
+        except OSError:
+            pass
+        p.wait()
+
+
+def test_a_dask_cluster_gives_the_same_grades_even_when_a_worker_dies(mini_class, reference, cluster):
+    address, workers = cluster
+    rows, results = grade(mini_class, "cluster", extra=("--scheduler", address))
+    assert same_grades(rows, reference[0])
+    # again, killing one worker as soon as the first learner is being graded
+    killer = threading.Thread(target=_kill_when_busy, args=(address, workers[0]), daemon=True)
+    killer.start()
+    rows, _ = grade(mini_class, "cluster-killed", extra=("--scheduler", address))
+    killer.join(timeout=5)
+    assert workers[0].poll() is not None, "the worker was not killed during the run"
+    assert same_grades(rows, reference[0])
+
+
+def _kill_when_busy(address, proc):
+    from dask.distributed import Client
+    with Client(address, timeout=10) as c:
+        for _ in range(600):
+            busy = c.processing()
+            if any(busy.values()):
+                break
+            time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()
