@@ -247,9 +247,13 @@ def grade_task(job):
                         result = json.load(f)
                     result["attempts"] = attempt + 1
                     return result
-                with open(logpath) as f:
-                    tail = [ln for ln in f.read().strip().splitlines() if ln.strip()][-1:] or [""]
-                last = (f"the grading process died (exit {rc})" if rc != FAULT else "") + tail[0][-300:]
+                if rc == FAULT and os.path.isfile(out + ".fault"):
+                    with open(out + ".fault") as f:
+                        last = f.read().strip()[:300]
+                else:
+                    with open(logpath) as f:
+                        tail = [ln for ln in f.read().strip().splitlines() if ln.strip()][-1:] or [""]
+                    last = f"the grading process died (exit {rc}" + (f": {tail[0][-200:]})" if tail[0] else ")")
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             if attempt + 1 < TRIES:

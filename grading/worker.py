@@ -268,7 +268,8 @@ def fault_injected(name):
 def _why_not_graded(log, kernel_started):
     never = "before replying to kernel_info" in log or "Kernel didn't respond" in log or "kernel_info" in log
     if never and not kernel_started:
-        raise GraderFault("the kernel did not start (" + _last_line(log) + ")")
+        said = [ln.strip() for ln in log.splitlines() if "kernel_info" in ln or "Kernel didn't respond" in ln]
+        raise GraderFault("the kernel did not start" + (f" ({said[-1][:160]})" if said else ""))
     if "DeadKernel" in log or "Kernel died" in log or "kernel died" in log.lower():
         return "the kernel died while running the notebook (os._exit, a crash, or the kernel's CPU-time limit)"
     if "timeout" in log.lower() or "didn't respond" in log:
@@ -385,7 +386,8 @@ def main(argv=None):
     try:
         result = grade_learner(job, m)
     except GraderFault as e:
-        print(f"grader fault: {e}", file=sys.stderr)
+        with open(argv[1] + ".fault", "w") as f:
+            f.write(str(e))
         return FAULT
     tmp = argv[1] + ".tmp"
     with open(tmp, "w") as f:
