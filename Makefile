@@ -60,11 +60,12 @@ clean:
 
 # Grade a class: make grade ASSIGNMENT=dense_backward SUBMISSIONS=path/to/folder-or.zip
 # (working copies, feedback and grades.csv in runs/<assignment>/; the originals are only read).
-# Extra options (see python -m grading --help) in GRADE_ARGS, e.g. GRADE_ARGS="--timeout 60".
+# Extra options (see python -m grading --help) in GRADE_ARGS, e.g. GRADE_ARGS="--timeout 60";
+# SCHEDULER=tcp://host:8786 grades on the workers of a Dask cluster (book/instructors.md).
 .PHONY: grade
 grade: $(STAMP)
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or .zip>"; exit 2; }
-	$(PY) -m grading $(ASSIGNMENT) "$(SUBMISSIONS)" $(GRADE_ARGS)
+	$(PY) -m grading $(ASSIGNMENT) "$(SUBMISSIONS)" $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(GRADE_ARGS)
 
 # bplib against PyTorch CPU (benchmarks/run.py); torch is the optional `bench` extra, not in requirements.txt
 .PHONY: bench

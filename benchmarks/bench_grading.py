@@ -2,6 +2,8 @@
 
     python benchmarks/bench_grading.py                 # 100 students of dense_backward, all cores
     python benchmarks/bench_grading.py --students 40 --workers 1
+    python benchmarks/bench_grading.py --dask 1,2      # also through a local Dask scheduler with 1 and 2
+                                                       # `dask worker` processes: submissions/s per worker, speedup
 
 The class: 60% correct, 30% with one wrong function, 10% unfinished (grading.synthetic).
 Prints the wall time of the whole command (collection, nbgrader autograde, clean
@@ -33,6 +35,8 @@ def main():
     p.add_argument("--students", type=int, default=100)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--keep", action="store_true", help="keep the generated class and the run folder")
+    p.add_argument("--dask", default="", help="comma-separated worker counts to run through a local Dask "
+                                              "scheduler as well (e.g. 1,2)")
     args = p.parse_args()
     n = args.students
     n_wrong, n_unfinished = int(0.3 * n), int(0.1 * n)
@@ -61,10 +65,55 @@ def main():
     print(f"bench_grading: load average (1 min) before {load0[0]:.1f}, after {load1[0]:.1f}; "
           f"CPU time of the command and its kernels {cpu:.0f} s, so about {cpu / args.workers:.0f} s of wall "
           f"time on {args.workers} otherwise idle cores")
+    rates = {f"local, {args.workers} workers": (len(rows) / wall, args.workers)}
+    for k in [int(x) for x in args.dask.split(",") if x.strip()]:
+        w = dask_run(args.assignment, os.path.join(tmp, "class"), os.path.join(tmp, f"dask{k}"), k)
+        rates[f"dask, {k} workers"] = (len(rows) / w, k)
+        print(f"bench_grading: through a local Dask scheduler with {k} worker(s): {w:.0f} s, "
+              f"{len(rows) / w / k:.3f} submissions per second per worker")
+    if len(rates) > 1:
+        base = min(rates.values(), key=lambda r: r[1])
+        for name, (rate, k) in rates.items():
+            print(f"bench_grading: {name}: {rate:.3f} submissions/s, {rate / k:.3f} per worker, "
+                  f"speedup {rate / base[0]:.2f} over {base[1]} worker(s)")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(tmp)
+
+
+def dask_run(assignment, class_dir, out, n_workers):
+    """Wall time of grading the class through a scheduler and ``n_workers`` `dask worker` processes here."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=REPO, DASK_DISTRIBUTED__WORKER__DAEMON="False", OPENBLAS_NUM_THREADS="1")
+    dask = os.path.join(os.path.dirname(sys.executable), "dask")
+    addr = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs += [subprocess.Popen([dask, "worker", addr, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for _ in range(n_workers)]
+    try:
+        from dask.distributed import Client
+        for _ in range(120):
+            try:
+                with Client(addr, timeout=5) as c:
+                    if len(c.scheduler_info()["workers"]) == n_workers:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "grading", assignment, class_dir, "--out", out, "--scheduler", addr,
+                        "--quiet"], cwd=REPO, check=True)
+        return time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 if __name__ == "__main__":
