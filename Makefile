@@ -44,7 +44,7 @@ test: book
 lab: $(STAMP)
 	PORT=$(PORT) scripts/lab.sh
 
-# Regenerate the instructor notebooks from solutions/_src/*.py, then the learners' exercises
+# Regenerate the instructor notebooks from solutions/.src/*.py, then the learners' exercises
 # with nbgrader (exercises/<a>/<a>.ipynb; commit both). ASSIGNMENTS=name to do only some.
 ASSIGNMENTS ?= chain_rule gradient_descent dense_backward conv_backward lstm_backward policy_gradient
 .PHONY: exercises

@@ -1,4 +1,4 @@
-"""Build the instructor notebooks solutions/<a>/<a>.ipynb from solutions/_src/<a>.py.
+"""Build the instructor notebooks solutions/<a>/<a>.ipynb from solutions/.src/<a>.py.
 
 The sources are jupytext-style percent files with a few tags of our own:
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "solutions" / "_src"
+SRC = ROOT / "solutions" / ".src"   # a dot folder: nbgrader does not list it as an assignment
 sys.path.insert(0, str(ROOT))
 from bplib.checks import ASSIGNMENTS, CHECKS  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The committed notebooks are exactly what the sources generate, and exercises leak nothing.
 
-1. solutions/<a>/<a>.ipynb == scripts/make_solutions.py applied to solutions/_src/<a>.py
+1. solutions/<a>/<a>.ipynb == scripts/make_solutions.py applied to solutions/.src/<a>.py
 2. exercises/<a>/<a>.ipynb == `nbgrader generate_assignment <a>` run on a temporary copy
    of the course holding only nbgrader_config.py and solutions/<a> (so nobody edits an
    exercise by hand, or forgets to regenerate it)
@@ -19,7 +19,7 @@ from mutants._course import ASSIGNMENTS, ROOT, generated
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_solutions  # noqa: E402
 
-PRESENT = [a for a in ASSIGNMENTS if (ROOT / "solutions" / "_src" / f"{a}.py").exists()]
+PRESENT = [a for a in ASSIGNMENTS if (ROOT / "solutions" / ".src" / f"{a}.py").exists()]
 
 
 def _read(path):
@@ -79,3 +79,16 @@ def test_committed_notebooks_have_no_outputs(folder):
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, f"{path} has outputs: clear them"
+
+
+def test_nbgrader_lists_exactly_the_course_assignments():
+    """nbgrader treats every folder of the source directory as an assignment: the notebook sources live in
+    solutions/.src, which it does not list (a tool that lists assignments never tries one called _src)."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    cfg = Config()
+    cfg.CourseDirectory.root = str(ROOT)
+    cfg.CourseDirectory.source_directory = "solutions"
+    api = NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
+    assert api.get_source_assignments() == set(ASSIGNMENTS)
