@@ -63,7 +63,7 @@ clean:
 # Extra options (see python -m grading --help) in GRADE_ARGS, e.g. GRADE_ARGS="--timeout 60";
 # SCHEDULER=tcp://host:8786 grades on the workers of a Dask cluster (book/instructors.md).
 .PHONY: grade
-grade: $(STAMP)
+grade: $(STAMP) $(MATHJAX)
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or .zip>"; exit 2; }
 	$(PY) -m grading $(ASSIGNMENT) "$(SUBMISSIONS)" $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(GRADE_ARGS)
 

@@ -33,11 +33,25 @@ class CapOutput(NbGraderPreprocessor):
 
 class HideTestTracebacks(NbGraderPreprocessor):
     """In feedback: a failing test cell shows its verdict (``AssertionError: <message>``), not the
-    traceback, whose context lines would quote the hidden test code."""
+    traceback, whose context lines would quote the hidden test code.
+
+    The verdict comes first: when the cell already printed it (the grader writes the re-run's
+    verdict as a stream, then the error: grading/worker.py ``put_verdicts``), the error below it
+    is one short line instead of the same verdict again; errors always follow the cell's other
+    outputs, as they do when a cell runs."""
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
-            for out in cell.get("outputs", []):
+            outputs = cell.get("outputs", [])
+            shown = "".join(str(o.get("text", "")) for o in outputs if o.get("output_type") == "stream")
+            for out in outputs:
                 if out.get("output_type") == "error":
-                    out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+                    ename, evalue = out.get("ename", "Error"), str(out.get("evalue", ""))
+                    first = evalue.strip().splitlines()[0].strip() if evalue.strip() else ""
+                    if first and first in shown:
+                        out["traceback"] = [f"{ename}: this test failed (the verdict above says why)"]
+                    else:
+                        out["traceback"] = [f"{ename}: {evalue}"]
+            cell["outputs"] = ([o for o in outputs if o.get("output_type") != "error"]
+                               + [o for o in outputs if o.get("output_type") == "error"])
         return cell, resources

@@ -379,7 +379,7 @@ def test_learner_path_in_jupyterlab(lab, browser, tmp_path):
         i, gid = dense_check[0]
         nb.shot("wrong_dW_verdict", cell=i)
         _book_image(nb, "lab_check_verdict", nb.cell(i).locator(".jp-InputArea"),
-                    nb.cell(i).locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"), pad=2)
+                    nb.cell(i).locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"), pad=2)
         out = nb.verdict(i)
         assert "passed" not in out.lower(), f"a transposed dW passed: {out[:800]!r}"
         assert "dW" in out, f"the verdict does not name dW: {out[:800]!r}"

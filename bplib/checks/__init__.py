@@ -52,9 +52,11 @@ def check(check_id, fn):
         return None
     verdict, res, status = run_check(c, fn, time_limit=core.TIME_LIMIT)
     _RESULTS[check_id] = verdict
-    print(verdict.message)
     if not verdict.passed:
-        fail(verdict.message)          # IPython hides this frame: the traceback is the cell line and the verdict
+        # the verdict once: in IPython the error output is the verdict and nothing else (no frames
+        # of bplib/checks); in a plain script it is printed, then raised (bplib/checks/_verdict.py)
+        fail(verdict.message)
+    print(verdict.message)
     return None
 
 
