@@ -287,7 +287,8 @@ print(json.dumps(nb))
 
 
 def _stdout_of(cell):
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    return "".join(o.get("text", "") if o.get("output_type") == "stream" else o.get("evalue", "")
+                   for o in cell.get("outputs", []) if o.get("output_type") in ("stream", "error"))
 
 
 @pytest.mark.parametrize("assignment", NOTEBOOKS_RUN)

@@ -26,6 +26,8 @@ def _text(cell):
             out.append(o.get("text", ""))
         elif o.get("output_type") in ("execute_result", "display_data"):
             out.append(o.get("data", {}).get("text/plain", ""))
+        elif o.get("output_type") == "error":          # a failed check: its verdict is the error
+            out.append(o.get("evalue", "") + "\n")
     return "".join(out)
 
 
