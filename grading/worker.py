@@ -208,7 +208,9 @@ def settle(s, result, verdicts):
         elif status == "timeout" or "time limit" in status:
             flag("the function ran out of time", gid)
         elif status == "missing":
-            flag("the graded function is not defined (renamed?)", gid)
+            flag("the graded function is not defined (renamed, or its cell raised an error?)", gid)
+        elif status.startswith("raised ") and "NotImplementedError" not in status:
+            flag(f"the function {status} when re-run", gid)
         if g["score"] > 0 and not passed and not gid.endswith("_hidden"):   # a hidden cell passes in any kernel
             if not status.startswith(("reference used", "looks into the grader")):
                 flag("passed in the learner's kernel, not in the clean re-run: 0 points", gid,
