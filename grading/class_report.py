@@ -218,9 +218,10 @@ def summary_lines(path, info):
     else:
         lines.append("most common mistakes: none diagnosed")
     if unrec:
-        lines.append("unrecognised wrong answers, for a look: " + ", ".join(
-            f"{s} ({', '.join(g['function'] for g in info['unrecognised'] if s in g['learners'])})"
-            for s in sorted(unrec)))
+        names = [f"{s} ({', '.join(g['function'] for g in info['unrecognised'] if s in g['learners'])})"
+                 for s in sorted(unrec)]
+        more = f" and {len(names) - 8} more (all in the report)" if len(names) > 8 else ""
+        lines.append("unrecognised wrong answers, for a look: " + ", ".join(names[:8]) + more)
     if info["grader_errors"]:
         lines.append(f"grader errors, regrade: {', '.join(s for s, _ in info['grader_errors'])}")
     return lines
