@@ -2,9 +2,10 @@
 
     bplib.Value            scalar autodiff (the chain-rule chapter); bplib.draw_graph
     bplib.layers           Dense, ReLU, Sigmoid, Tanh, Conv2D, MaxPool2D, Flatten,
-                           Embedding, LSTM, Sequential, and their forward/backward functions
+                           Embedding, LSTM, BatchNorm, LayerNorm, Dropout, Sequential,
+                           and their forward/backward functions; train() / eval() modes
     bplib.losses           softmax_cross_entropy, binary_cross_entropy, mse
-    bplib.optim            SGD (momentum), RMSProp, Adam
+    bplib.optim            SGD (momentum, weight decay), RMSProp, Adam, AdamW, StepLR
     bplib.gradcheck        numerical gradients and reports a learner can act on
     bplib.data             MNIST and IMDB from installed packages
 """

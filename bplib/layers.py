@@ -28,6 +28,9 @@ __all__ = [
     "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
     "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
     "im2col", "col2im", "conv_output_size",
+    "BatchNorm", "LayerNorm", "Dropout",
+    "batchnorm_forward", "batchnorm_backward", "layernorm_forward", "layernorm_backward",
+    "dropout_forward", "dropout_backward",
 ]
 
 
@@ -510,12 +513,119 @@ def _lstm_fast_backward(dout, state, work=None):
 
 
 # ----------------------------------------------------------------------------
+# BatchNorm, LayerNorm, Dropout
+# ----------------------------------------------------------------------------
+def _bn_axes(x):
+    """Every axis but the feature/channel axis 1: (0,) for (N, D), (0, 2, 3) for (N, C, H, W)."""
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _bn_shape(x):
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Batch normalisation with the batch's own statistics (training mode).
+
+    x: (N, D) or (N, C, H, W), gamma, beta: (D,) or (C,)  ->  out: x's shape, cache (a dict)
+        mu, var = mean and biased variance of x over every axis but axis 1
+        x_hat = (x - mu) / sqrt(var + eps);   out = gamma x_hat + beta
+    """
+    axes, shape = _bn_axes(x), _bn_shape(x)
+    mu = x.mean(axis=axes)
+    var = x.var(axis=axes)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mu.reshape(shape)) * inv_std.reshape(shape)
+    out = gamma.reshape(shape) * x_hat + beta.reshape(shape)
+    cache = dict(x_hat=x_hat, gamma=gamma, inv_std=inv_std, mean=mu, var=var, eps=eps)
+    return out, cache
+
+
+def batchnorm_backward(dout, cache):
+    """Backward of ``batchnorm_forward``, the compact form.
+
+    dout: x's shape, cache from the forward  ->  dx: x's shape, dgamma, dbeta: (D,) or (C,)
+        m = number of values per feature;  g = gamma dout
+        dx = inv_std / m * (m g - sum(g) - x_hat sum(g x_hat))
+    """
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    axes, shape = _bn_axes(x_hat), _bn_shape(x_hat)
+    m = x_hat.size // x_hat.shape[1]
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * x_hat).sum(axis=axes)
+    g = dout * gamma.reshape(shape)
+    dx = (inv_std / m).reshape(shape) * (m * g - g.sum(axis=axes).reshape(shape)
+                                         - x_hat * (g * x_hat).sum(axis=axes).reshape(shape))
+    return dx, dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    """Layer normalisation over the last axis (each example's own statistics).
+
+    x: (..., D), gamma, beta: (D,)  ->  out: (..., D), cache (a dict)
+        x_hat = (x - mean) / sqrt(var + eps) along the last axis (biased var);  out = gamma x_hat + beta
+    """
+    mu = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mu) * inv_std
+    return gamma * x_hat + beta, dict(x_hat=x_hat, gamma=gamma, inv_std=inv_std)
+
+
+def layernorm_backward(dout, cache):
+    """Backward of ``layernorm_forward``.
+
+    dout: (..., D)  ->  dx: (..., D), dgamma, dbeta: (D,)
+        g = gamma dout;  dx = inv_std / D * (D g - sum(g) - x_hat sum(g x_hat)), sums over the last axis
+    """
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    D = x_hat.shape[-1]
+    lead = tuple(range(x_hat.ndim - 1))
+    dbeta = dout.sum(axis=lead)
+    dgamma = (dout * x_hat).sum(axis=lead)
+    g = dout * gamma
+    dx = inv_std / D * (D * g - g.sum(axis=-1, keepdims=True) - x_hat * (g * x_hat).sum(axis=-1, keepdims=True))
+    return dx, dgamma, dbeta
+
+
+def _dropout_scale(p):
+    return 0.0 if p >= 1 else 1.0 / (1.0 - p)
+
+
+def dropout_forward(x, p, rng):
+    """Inverted dropout: zero each value with probability p, scale the kept ones by 1/(1-p).
+
+    x: any shape, p in [0, 1], rng: a numpy Generator  ->  out: x's shape, mask: bool, x's shape
+    (True where kept). out = x * mask / (1 - p), so E[out] = x and eval needs no rescaling.
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must lie in [0, 1], got {p}")
+    mask = rng.random(x.shape) >= p
+    return x * mask * _dropout_scale(p), mask
+
+
+def dropout_backward(dout, mask, p):
+    """Backward of ``dropout_forward``: dx = dout * mask / (1 - p).  dout, mask: same shape."""
+    return dout * mask * _dropout_scale(p)
+
+
+# ----------------------------------------------------------------------------
 # layer objects
 # ----------------------------------------------------------------------------
 class Layer:
     """Base class: ``forward``, ``backward``, ``params`` and ``grads``."""
     params = {}
     grads = {}
+    training = True                 # train() / eval(); only BatchNorm and Dropout behave differently
+
+    def train(self, mode=True):
+        """Training mode (the default); ``train(False)`` is ``eval()``. Returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: BatchNorm uses its running statistics, Dropout is the identity."""
+        return self.train(False)
 
     def __call__(self, x):
         return self.forward(x)
@@ -824,6 +934,145 @@ class LSTM(Layer):
         return f"LSTM({self.input_size}, {self.hidden_size})"
 
 
+class BatchNorm(Layer):
+    """Batch normalisation: x (N, D) or (N, C, H, W) -> out of the same shape.
+
+    Normalises over every axis but axis 1 (features or channels). params: gamma
+    (ones), beta (zeros), shape (num_features,). In training mode the batch's
+    statistics are used (``batchnorm_forward``) and the running estimates updated
+    as in PyTorch: running = (1 - momentum) running + momentum stat, with the
+    unbiased variance for ``running_var``. In eval mode the running estimates are
+    used and the layer is a fixed affine map. ``backward_fn(dout, cache) -> (dx,
+    dgamma, dbeta)`` replaces the training-mode backward.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32, backward_fn=None):
+        self.num_features, self.eps, self.momentum, self.dtype = num_features, eps, momentum, np.dtype(dtype)
+        self.params = {"gamma": np.ones(num_features, dtype=dtype), "beta": np.zeros(num_features, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.running_mean = np.zeros(num_features, dtype=dtype)
+        self.running_var = np.ones(num_features, dtype=dtype)
+        self.backward_fn = backward_fn or batchnorm_backward
+        self._x = None
+
+    def forward(self, x):
+        if isinstance(x, np.ndarray) and x.ndim == 4:
+            _check_array("BatchNorm", "input x", x, ("N", self.num_features, "H", "W"))
+        else:
+            _check_array("BatchNorm", "input x", x, ("N", self.num_features))
+        self._x = x = x.astype(self.dtype, copy=False)
+        gamma, beta, shape = self.params["gamma"], self.params["beta"], _bn_shape(x)
+        if self.training:
+            m = x.size // x.shape[1]
+            if m < 2:
+                raise ValueError(f"BatchNorm: training needs more than 1 value per feature, got input "
+                                 f"of shape {_fmt(x.shape)}")
+            out, self._cache = batchnorm_forward(x, gamma, beta, self.eps)
+            mom = self.momentum
+            self.running_mean *= 1 - mom
+            self.running_mean += mom * self._cache["mean"]
+            self.running_var *= 1 - mom
+            self.running_var += mom * self._cache["var"] * (m / (m - 1))
+        else:
+            inv_std = 1.0 / np.sqrt(self.running_var + self.eps)
+            x_hat = (x - self.running_mean.reshape(shape)) * inv_std.reshape(shape)
+            out = gamma.reshape(shape) * x_hat + beta.reshape(shape)
+            self._cache = dict(x_hat=x_hat, gamma=gamma, inv_std=inv_std, eval=True)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        c = self._cache
+        if c.get("eval"):              # out = gamma (x - running_mean) inv_std + beta: no batch coupling
+            axes, shape = _bn_axes(dout), _bn_shape(dout)
+            dx = dout * (c["gamma"] * c["inv_std"]).reshape(shape)
+            dgamma, dbeta = (dout * c["x_hat"]).sum(axis=axes), dout.sum(axis=axes)
+        else:
+            dx, dgamma, dbeta = self.backward_fn(dout, c)
+        self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
+        return dx
+
+    def __repr__(self):
+        return f"BatchNorm({self.num_features}, eps={self.eps}, momentum={self.momentum})"
+
+
+class LayerNorm(Layer):
+    """Layer normalisation over the last axis: x (..., D) -> out (..., D).
+
+    ``normalized_shape`` is D (or (D,)). params: gamma (ones), beta (zeros), (D,).
+    Same in training and eval mode. ``backward_fn(dout, cache) -> (dx, dgamma, dbeta)``.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, *, dtype=np.float32, backward_fn=None):
+        if isinstance(normalized_shape, (tuple, list)):
+            if len(normalized_shape) != 1:
+                raise ValueError(f"LayerNorm: normalises over the last axis only; normalized_shape must be "
+                                 f"an int or a 1-tuple, got {normalized_shape}")
+            normalized_shape = normalized_shape[0]
+        D = int(normalized_shape)
+        self.normalized_shape, self.eps, self.dtype = D, eps, np.dtype(dtype)
+        self.params = {"gamma": np.ones(D, dtype=dtype), "beta": np.zeros(D, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.backward_fn = backward_fn or layernorm_backward
+        self._x = None
+
+    def forward(self, x):
+        nd = x.ndim if isinstance(x, np.ndarray) and x.ndim >= 1 else 2
+        _check_array("LayerNorm", "input x", x, ("...",) * (nd - 1) + (self.normalized_shape,))
+        self._x = x = x.astype(self.dtype, copy=False)
+        out, self._cache = layernorm_forward(x, self.params["gamma"], self.params["beta"], self.eps)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        dx, self.grads["gamma"], self.grads["beta"] = self.backward_fn(dout, self._cache)
+        return dx
+
+    def __repr__(self):
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps})"
+
+
+class Dropout(Layer):
+    """Inverted dropout with probability ``p``; the identity in eval mode.
+
+    x: any shape -> out: same shape. A new mask is drawn (from ``rng``) at every
+    training-mode forward. ``backward_fn(dout, mask, p) -> dx``.
+    """
+
+    def __init__(self, p=0.5, *, rng=None, backward_fn=None):
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must lie in [0, 1], got {p}")
+        self.p, self.rng = p, _init_rng(rng)
+        self.backward_fn = backward_fn or dropout_backward
+        self._x = None
+        self.mask = None
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"Dropout: input x must be a numpy array, got {type(x).__name__}")
+        self._x = x
+        if self.training:
+            out, self.mask = dropout_forward(x, self.p, self.rng)
+        else:
+            out, self.mask = x, None
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        if self.mask is None:          # eval mode: identity
+            return dout
+        return self.backward_fn(dout, self.mask, self.p)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+
 class Sequential(Layer):
     """Layers applied in order. ``params``/``grads`` are flat dicts keyed
     ``"<index>.<name>"`` (for example ``"0.W"``) holding the layers' own arrays."""
@@ -854,6 +1103,14 @@ class Sequential(Layer):
     @property
     def grads(self):
         return {f"{i}.{k}": v for i, l in enumerate(self.layers) for k, v in getattr(l, "grads", {}).items()}
+
+    def train(self, mode=True):
+        """Set every layer (recursively) to training (or, with False, eval) mode."""
+        self.training = bool(mode)
+        for layer in self.layers:
+            if hasattr(layer, "train"):
+                layer.train(mode)
+        return self
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -1042,3 +1042,175 @@ def test_maxpool2d_and_sequential_reject_bad_arguments():
             L.MaxPool2D(2, stride=stride)
     with pytest.raises(ValueError, match=r"Sequential: item 1 \(int\)"):
         L.Sequential(L.ReLU(), 3)
+
+
+# ----------------------------------------------------------------------------
+# 7. BatchNorm, LayerNorm, Dropout; train and eval modes
+# ----------------------------------------------------------------------------
+def _norm_layer(layer, rng):
+    layer.params["gamma"][...] = rng.standard_normal(layer.params["gamma"].shape)
+    layer.params["beta"][...] = rng.standard_normal(layer.params["beta"].shape)
+    return layer
+
+
+bn_shapes = st.one_of(
+    st.tuples(st.integers(3, 5), st.integers(1, 4)),
+    st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(2, 3)),
+)
+
+
+@FEW
+@given(shape=bn_shapes, seed=seeds, train=st.booleans())
+def test_batchnorm_backward_matches_numerical(shape, seed, train):
+    rng = np.random.default_rng(seed)
+    layer = _norm_layer(L.BatchNorm(shape[1], dtype=F64), rng)
+    layer.running_mean[...] = rng.standard_normal(shape[1])
+    layer.running_var[...] = rng.uniform(0.5, 2.0, shape[1])
+    layer.train(train)
+    check_layer(layer, rng.standard_normal(shape) * 2 + 1, seed=seed + 1).assert_ok()
+
+
+# D >= 3: with two features the normalised output is always +-1, so dx is ~0 and only rounding is measured
+@FEW
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), D=st.integers(3, 6), seed=seeds)
+def test_layernorm_backward_matches_numerical(shape, D, seed):
+    rng = np.random.default_rng(seed)
+    layer = _norm_layer(L.LayerNorm(D, dtype=F64), rng)
+    check_layer(layer, rng.standard_normal(tuple(shape) + (D,)), seed=seed + 1).assert_ok()
+
+
+@FEW
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), p=st.sampled_from([0.0, 0.2, 0.5, 0.9]),
+       seed=seeds)
+def test_dropout_backward_matches_numerical_for_a_fixed_mask(shape, p, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    _, mask = L.dropout_forward(x, p, np.random.default_rng(seed + 1))
+    dout = rng.standard_normal(shape)
+    report = check_gradients(lambda: float(np.sum(x * mask / (1 - p) * dout)), {"dx": x},
+                             {"dx": L.dropout_backward(dout, mask, p)})
+    report.assert_ok()
+    layer = L.Dropout(p, rng=np.random.default_rng(seed + 1))
+    out = layer.forward(x)
+    np.testing.assert_array_equal(layer.mask, mask)
+    np.testing.assert_allclose(out, x * mask / (1 - p))
+    np.testing.assert_allclose(layer.backward(dout), dout * mask / (1 - p))
+
+
+def test_batchnorm_functions_agree_with_the_class_and_the_formula():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 3, 2, 2))
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    out, cache = L.batchnorm_forward(x, gamma, beta, 1e-5)
+    mu, var = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+    want = gamma[None, :, None, None] * (x - mu) / np.sqrt(var + 1e-5) + beta[None, :, None, None]
+    np.testing.assert_allclose(out, want, rtol=1e-12)
+    # (N, C, H, W) is (N*H*W, C) for batch norm
+    x2 = x.transpose(0, 2, 3, 1).reshape(-1, 3)
+    out2, cache2 = L.batchnorm_forward(x2, gamma, beta, 1e-5)
+    np.testing.assert_allclose(out2, out.transpose(0, 2, 3, 1).reshape(-1, 3), rtol=1e-12)
+    dout = rng.standard_normal(x.shape)
+    dx, dg, db = L.batchnorm_backward(dout, cache)
+    dx2, dg2, db2 = L.batchnorm_backward(dout.transpose(0, 2, 3, 1).reshape(-1, 3), cache2)
+    np.testing.assert_allclose(dx.transpose(0, 2, 3, 1).reshape(-1, 3), dx2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dg, dg2, rtol=1e-12)
+    np.testing.assert_allclose(db, db2, rtol=1e-12)
+
+
+def test_batchnorm_running_statistics_like_pytorch():
+    rng = np.random.default_rng(1)
+    layer = L.BatchNorm(3, momentum=0.1, dtype=F64)
+    rm, rv = np.zeros(3), np.ones(3)
+    for _ in range(3):
+        x = rng.standard_normal((5, 3, 2, 2)) * 3 + 2
+        layer.forward(x)
+        m = 5 * 2 * 2
+        rm = 0.9 * rm + 0.1 * x.mean(axis=(0, 2, 3))
+        rv = 0.9 * rv + 0.1 * x.var(axis=(0, 2, 3)) * m / (m - 1)      # unbiased
+    np.testing.assert_allclose(layer.running_mean, rm, rtol=1e-12)
+    np.testing.assert_allclose(layer.running_var, rv, rtol=1e-12)
+    layer.eval()
+    x = rng.standard_normal((2, 3, 2, 2))
+    out = layer.forward(x)
+    want = (x - rm[None, :, None, None]) / np.sqrt(rv[None, :, None, None] + 1e-5)
+    np.testing.assert_allclose(out, want, rtol=1e-10)
+    np.testing.assert_allclose(layer.running_mean, rm, rtol=1e-12)      # eval does not update
+    with pytest.raises(ValueError, match="BatchNorm: training needs more than 1 value"):
+        L.BatchNorm(3).forward(np.ones((1, 3), np.float32))
+
+
+def test_layernorm_forward_formula():
+    rng = np.random.default_rng(2)
+    x, g, b = rng.standard_normal((2, 3, 4)), rng.standard_normal(4), rng.standard_normal(4)
+    out, _ = L.layernorm_forward(x, g, b, 1e-5)
+    want = g * (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) + b
+    np.testing.assert_allclose(out, want, rtol=1e-12)
+    assert L.LayerNorm((4,)).normalized_shape == 4
+
+
+def _bn_backward_bug(bug):
+    def bad(dout, cache):
+        x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+        m = x_hat.shape[0]
+        g = dout * gamma
+        if bug == "no-mean-path":
+            dx = inv_std / m * (m * g - x_hat * (g * x_hat).sum(0))
+        elif bug == "no-variance-path":
+            dx = inv_std / m * (m * g - g.sum(0))
+        elif bug == "as-if-constant":
+            dx = g * inv_std
+        else:                                   # unbiased variance where the biased one is used
+            dx = inv_std / m * (m * g - g.sum(0) - x_hat * (g * x_hat).sum(0) * m / (m - 1))
+        return dx, (dout * x_hat).sum(0), dout.sum(0)
+    return bad
+
+
+@pytest.mark.parametrize("bug", ["no-mean-path", "no-variance-path", "as-if-constant", "unbiased"])
+def test_batchnorm_broken_backward_is_rejected(bug):
+    rng = np.random.default_rng(3)
+    layer = _norm_layer(L.BatchNorm(3, dtype=F64, backward_fn=_bn_backward_bug(bug)), rng)
+    report = check_layer(layer, rng.standard_normal((5, 3)) * 2 + 1)
+    rejected(report)
+    assert report["dgamma"].ok and report["dbeta"].ok and not report["dx"].ok
+
+
+def test_layernorm_and_dropout_broken_backward_are_rejected():
+    rng = np.random.default_rng(4)
+    bad_ln = lambda dout, c: (dout * c["gamma"] * c["inv_std"], (dout * c["x_hat"]).sum(0), dout.sum(0))
+    rejected(check_layer(_norm_layer(L.LayerNorm(4, dtype=F64, backward_fn=bad_ln), rng),
+                         rng.standard_normal((3, 4))))
+    x = rng.standard_normal((4, 5))
+    _, mask = L.dropout_forward(x, 0.5, np.random.default_rng(0))
+    dout = rng.standard_normal(x.shape)
+    report = check_gradients(lambda: float(np.sum(x * mask / 0.5 * dout)), {"dx": x},
+                             {"dx": dout * mask})                      # mask not rescaled
+    assert "scaled by 0.5" in rejected(report)
+
+
+def test_dropout_identity_in_eval_and_mask_scaling():
+    x = np.random.default_rng(5).standard_normal((200, 50))
+    layer = L.Dropout(0.3, rng=np.random.default_rng(6))
+    out = layer.forward(x)
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], x[kept] / 0.7)
+    assert abs(1 - kept.mean() - 0.3) < 0.02
+    layer.eval()
+    assert layer.forward(x) is x
+    d = np.ones_like(x)
+    assert layer.backward(d) is d
+    assert not L.dropout_forward(x, 1.0, np.random.default_rng(0))[0].any()
+    with pytest.raises(ValueError, match=r"Dropout: p must lie in \[0, 1\]"):
+        L.Dropout(1.5)
+
+
+def test_train_and_eval_reach_every_layer_recursively():
+    inner = L.Sequential(L.Dense(3, 3), L.Dropout(0.5))
+    model = L.Sequential(L.Dense(3, 3), L.BatchNorm(3), inner, L.ReLU())
+    layers = [model, model[0], model[1], inner, inner[0], inner[1], model[3]]
+    assert all(l.training for l in layers)
+    assert model.eval() is model
+    assert not any(l.training for l in layers)
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(model.forward(x), model.forward(x))       # deterministic in eval
+    model.train()
+    assert all(l.training for l in layers)

@@ -1,7 +1,7 @@
 """Checks for the gradient_descent assignment.
 
     sgd_step(w, dw, lr) -> w_new                               one step of gradient descent
-    momentum_step(w, dw, v, lr, mu) -> (w_new, v_new)          one step with a velocity (bplib.optim.SGD's convention)
+    momentum_step(w, dw, v, lr, mu) -> (w_new, v_new)          one step with a velocity (the velocity is a step, in the units of w)
     linear_loss_grad(X, y, w, b) -> (loss, dw, db)             L = mean((X w + b - y)^2) and its gradients
     fit_linear(X, y, lr, steps) -> (w, b)                      `steps` updates from w = 0, b = 0
 """
@@ -68,7 +68,7 @@ _mom_mistakes = [
             concept="First the velocity changes (friction, then the push of the slope); then the ball moves "
                     "with the velocity it has NOW."),
     Mistake("v_new is an average of gradients (the other convention, which weights the gradient by one minus "
-            "mu and applies the learning rate later). Here, as in bplib.optim.SGD, the velocity is a step, in "
+            "mu and applies the learning rate later). In this exercise's convention the velocity is a step, in "
             "the units of w, and the learning rate is inside it.",
             lambda c: {"v_new": c["mu"] * c["v"] + (1 - c["mu"]) * c["dw"]},
             concept="With v = 0 the first momentum step must be exactly the plain gradient-descent step "

@@ -128,8 +128,9 @@ else:
 # - then the ball **moves** by its new velocity.
 #
 # Steps that agree build up speed; steps that alternate (a zig-zag across a valley) cancel. With
-# `mu = 0` nothing is remembered and it is plain gradient descent. (This is the convention of
-# `bplib.optim.SGD`; some libraries scale the gradient differently.)
+# `mu = 0` nothing is remembered and it is plain gradient descent. (`bplib.optim.SGD`, like
+# PyTorch, keeps its velocity in the units of the gradient and multiplies by the learning rate at
+# the end; with a fixed learning rate the weights take the same path.)
 #
 # **Fill in this table by hand** before you write code. One weight, the loss `L(w) = w^2 / 2`, so
 # its gradient is `w` itself; `lr = 0.2`, `mu = 0.9`, and the ball starts at `w = 1` at rest (`v = 0`).
