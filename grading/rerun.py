@@ -23,12 +23,22 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import zlib
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_RESULT_BYTES = 256 << 20
+
+
+_AST_LOCK = threading.Lock()   # CPython 3.11's ast.parse is not thread-safe (gh-106905: "AST constructor
+                               # recursion depth mismatch" when two threads parse at once)
+
+
+def _parse(source):
+    with _AST_LOCK:
+        return ast.parse(source)
 
 
 class RerunError(Exception):
@@ -233,7 +243,7 @@ ROUTES = [
 def routes_in(source):
     """How the learner's code could reach a reference, from its text: names, not proof."""
     try:
-        tree = ast.parse(source)
+        tree = _parse(source)
     except SyntaxError:
         return []
     seen = []
@@ -294,7 +304,7 @@ def function_sources(nb, names):
     text = "\n\n".join(_code_cells(nb))
     out = {}
     try:
-        tree = ast.parse(text)
+        tree = _parse(text)
     except SyntaxError:
         tree = None
     if tree is not None:
