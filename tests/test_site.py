@@ -6,6 +6,12 @@ no console errors, no failed or 4xx/5xx requests, no request to any other host
 internal link (file and #anchor) or image, math typeset by MathJax with no raw
 TeX left in the visible text, no equation, figure or table wider than the
 column, and at least one figure made by its own code on every chapter page.
+Every page names its favicon, and the favicon is served by the site.
+Every page is opened a second time at phone width (390 px): no page-level
+horizontal scroll, and no display equation cut off (one wider than the column
+sits in its own horizontal scroll box). Every page passes axe-core
+(node_modules/axe-core, pinned in package-lock.json) with no serious or
+critical violation, at both widths.
 `make test` builds the book first.
 A screenshot of every page is saved under pytest's tmp dir (the first screenful;
 SITE_FULL_SCREENSHOTS=1 for whole pages).
@@ -28,6 +34,8 @@ SITE = ROOT / "_build" / "html"
 CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FULL_SHOTS = os.environ.get("SITE_FULL_SCREENSHOTS") == "1"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+PHONE = {"width": 390, "height": 844}
 
 try:                                      # a requirement: missing is an error, not a skip
     from playwright import sync_api
@@ -82,15 +90,35 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """One browser context for all pages, so MathJax (2 MB) and the theme load once."""
+def chromium():
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                               args=["--disable-gpu", "--disable-quic"])
-        context = b.new_context(viewport={"width": 1280, "height": 900})
-        yield context
-        context.close()
+        yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """One browser context for all pages, so MathJax (2 MB) and the theme load once."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def phone(chromium):
+    """A phone-sized context (390 x 844 CSS pixels, touch, device pixel ratio 3)."""
+    context = chromium.new_context(viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def axe_source():
+    if not AXE.is_file():
+        pytest.fail(f"{AXE.relative_to(ROOT)} is missing: run `npm ci` (axe-core is pinned in package-lock.json)")
+    return AXE.read_text(encoding="utf-8")
 
 
 # JavaScript run in each page once it has loaded and MathJax has finished.
@@ -116,8 +144,73 @@ _INSPECT = """async () => {
                   + Math.round(e.getBoundingClientRect().right - right) + ' px');
     })(),
     text: clone.innerText,
+    searchBoxes: Array.from(document.querySelectorAll('.search-button-field, form.bd-search'))
+      .filter(e => e.offsetParent !== null && e.getBoundingClientRect().width > 0).length,
+    favicon: (() => { const l = document.querySelector('link[rel~="icon"]'); return l ? l.href : null; })(),
+    ...(await (async () => {                 // the favicon is served (browsers ask for it on every page)
+      const l = document.querySelector('link[rel~="icon"]');
+      if (!l) return {faviconStatus: null};
+      try { return {faviconStatus: (await fetch(l.href, {cache: 'no-store'})).status}; }
+      catch (e) { return {faviconStatus: String(e)}; }
+    })()),
+    ...LAYOUT_CHECKS
   };
 }"""
+
+
+# Layout at any width: page-level horizontal scroll, and display equations cut off.
+# A display equation wider than its box is fine only inside a box that scrolls sideways.
+_LAYOUT = """
+    pageScroll: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)
+                - document.documentElement.clientWidth,
+    clippedMath: Array.from(document.querySelectorAll('mjx-container[display=true]')).filter(m => {
+      const svg = m.querySelector('svg');
+      if (!svg) return false;
+      const r = svg.getBoundingClientRect();
+      let box = m;                            // the nearest box that clips or scrolls
+      while (box && box !== document.body) {
+        const ox = getComputedStyle(box).overflowX;
+        if (ox !== 'visible') break;
+        box = box.parentElement;
+      }
+      const vw = document.documentElement.clientWidth;
+      if (!box || box === document.body) return r.right > vw + 1 || r.left < -1;
+      const ox = getComputedStyle(box).overflowX;
+      const b = box.getBoundingClientRect();
+      const wider = r.width > b.width + 1;
+      return wider && !(ox === 'auto' || ox === 'scroll');
+    }).map(m => (m.textContent || m.getAttribute('aria-label') || '').slice(0, 60)),
+"""
+_INSPECT = _INSPECT.replace("...LAYOUT_CHECKS", _LAYOUT)
+_PHONE_INSPECT = """async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  return {""" + _LAYOUT + """};
+}"""
+
+# axe-core on the page as loaded; serious and critical violations fail
+_AXE_RUN = """async () => {
+  const r = await axe.run(document, {resultTypes: ['violations'], preload: false,
+                                      rules: {'css-orientation-lock': {enabled: false}}});
+  return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical').map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 3).map(n => n.target.join(' ') + (n.failureSummary ? ': ' + n.failureSummary.split('\\n').slice(1, 2).join('') : ''))
+    , count: v.nodes.length}));
+}"""
+
+
+def axe_problems(page, axe_source, where):
+    page.add_script_tag(content=axe_source)
+    return [f"axe-core ({where}) {v['impact']}: {v['id']} ({v['help']}), {v['count']} element(s): "
+            + "; ".join(v["nodes"]) for v in page.evaluate(_AXE_RUN)]
+
+
+def layout_problems(info, where):
+    out = []
+    if info["pageScroll"] > 1:
+        out.append(f"the page scrolls sideways at {where} (by {info['pageScroll']} px)")
+    out.extend(f"display equation cut off at {where} (wider than its box, which does not scroll): {m!r}"
+               for m in info["clippedMath"])
+    return out
 
 
 def open_page(browser, server, rel):
@@ -132,13 +225,16 @@ def open_page(browser, server, rel):
         return None, problems
     page = browser.new_page()
 
+    site = urllib.parse.urlsplit(server)
+
     def on_route(route):
-        host = urllib.parse.urlsplit(route.request.url).hostname
-        if host not in LOOPBACK and not route.request.url.startswith(("data:", "blob:", "about:")):
-            problems.append(f"request to a non-loopback host: {route.request.url}")
-            route.abort()
-        else:
+        url = route.request.url
+        parts = urllib.parse.urlsplit(url)
+        if url.startswith(("data:", "blob:", "about:")) or (parts.scheme, parts.netloc) == (site.scheme, site.netloc):
             route.continue_()
+        else:
+            problems.append(f"request to something other than the site itself: {url}")
+            route.abort()
 
     page.route("**/*", on_route)
     page.on("console", lambda m: m.type == "error" and problems.append(f"console error: {m.text}"))
@@ -149,13 +245,15 @@ def open_page(browser, server, rel):
     return page, problems
 
 
-def check_page(page, problems, rel, shot_dir):
+def check_page(page, problems, rel, shot_dir, axe_source=None):
     """Finish loading a page opened by open_page; return the problems found (empty: fine)."""
     if page is None:
         return problems
     try:
         page.wait_for_load_state("load")
         info = page.evaluate(_INSPECT)
+        if axe_source:
+            problems.extend(axe_problems(page, axe_source, "1280 px"))
         # the first screenful; SITE_FULL_SCREENSHOTS=1 takes whole pages (about 2 s each)
         page.screenshot(path=str(shot_dir / (rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
     finally:
@@ -178,6 +276,13 @@ def check_page(page, problems, rel, shot_dir):
     if re.fullmatch(r"book/0\d_.*\.html", rel) and not info["figures"]:
         problems.append("a chapter without a figure made by its own code (no image in any cell output)")
     problems.extend(f"too wide for the column (1280-pixel window): {w}" for w in info["tooWide"])
+    problems.extend(layout_problems(info, "1280 px"))
+    if info["searchBoxes"] > 1 and rel != "search.html":   # the search page has its own query field
+        problems.append(f"{info['searchBoxes']} search boxes on the 1280-pixel page (one is enough)")
+    if not info["favicon"]:
+        problems.append('no favicon (<link rel="icon">): browsers then ask for /favicon.ico and get a 404')
+    elif info["faviconStatus"] != 200:
+        problems.append(f"the favicon {info['favicon']} is not served: {info['faviconStatus']}")
     if info["mathSources"]:
         if info["mathRendered"] < info["mathSources"]:
             problems.append(f"MathJax typeset {info['mathRendered']} of {info['mathSources']} math elements")
@@ -190,7 +295,22 @@ def check_page(page, problems, rel, shot_dir):
     return problems
 
 
-def test_every_page_renders_offline_with_math_links_and_images(browser, server, tmp_path):
+def check_phone_page(page, problems, rel, shot_dir, axe_source):
+    """The same page at 390 px: layout, requests, and axe-core."""
+    if page is None:
+        return problems
+    try:
+        page.wait_for_load_state("load")
+        info = page.evaluate(_PHONE_INSPECT)
+        problems.extend(axe_problems(page, axe_source, "390 px"))
+        page.screenshot(path=str(shot_dir / ("phone__" + rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
+    finally:
+        page.close()
+    problems.extend(layout_problems(info, "390 px"))
+    return problems
+
+
+def test_every_page_renders_offline_with_math_links_and_images(browser, server, tmp_path, axe_source):
     pages = site_pages()
     assert "index.html" in pages and len(pages) >= 2, f"the site looks empty: {pages}"
     # the book's pages all exist (the chapters listed in _toc.yml were built)
@@ -200,7 +320,7 @@ def test_every_page_renders_offline_with_math_links_and_images(browser, server, 
     report = {}
     start = time.perf_counter()
     for rel in pages:                       # one at a time: loading several at once was slower here
-        found = check_page(*open_page(browser, server, rel), rel, tmp_path)
+        found = check_page(*open_page(browser, server, rel), rel, tmp_path, axe_source)
         if found:
             report[rel] = found
     print(f"{len(pages)} pages in {time.perf_counter() - start:.1f} s")
@@ -221,3 +341,32 @@ def test_mathjax_is_served_by_the_site_itself(server):
         assert not src.startswith(("http:", "https:", "//")), f"MathJax loaded from the web: {src}"
         path = (index.parent / src.split("?")[0]).resolve()
         assert path.is_file() and path.stat().st_size > 1_000_000, f"MathJax bundle missing: {path}"
+
+
+def test_every_page_fits_a_phone_and_passes_axe(phone, server, tmp_path, axe_source):
+    """At 390 px no page scrolls sideways, no equation is cut off, no request leaves the site,
+    and axe-core finds no serious or critical violation."""
+    report = {}
+    for rel in site_pages():
+        found = check_phone_page(*open_page(phone, server, rel), rel, tmp_path, axe_source)
+        if found:
+            report[rel] = found
+    print(f"screenshots at 390 px in {tmp_path}")
+    assert not report, "problems at phone width (390 px):\n" + "\n".join(
+        f"{rel}:\n  " + "\n  ".join(p) for rel, p in report.items())
+
+
+def test_search_results_show_no_raw_tex(browser, server):
+    """The search page's summaries come from the pages' HTML, where math is TeX source."""
+    page = browser.new_page()
+    try:
+        page.goto(server + "search.html?q=gradient", wait_until="load")
+        page.wait_for_function("document.querySelectorAll('#search-results li p.context').length >= 5",
+                               timeout=60_000)
+        page.wait_for_timeout(1500)          # the summaries of the remaining results
+        summaries = page.evaluate("Array.from(document.querySelectorAll('#search-results li')).map(e => e.innerText)")
+    finally:
+        page.close()
+    assert summaries, "no search results for 'gradient'"
+    raw = [t for t in summaries if re.search(r"\\[()\[\]]|\\[A-Za-z]+", t)]
+    assert not raw, "raw TeX in search results:\n" + "\n".join(r[:200] for r in raw[:5])

@@ -8,7 +8,12 @@
 * sphinx-thebe registers its configuration script twice, so every page logged
   "Identifier 'THEBE_JS_URL' has already been declared": keep one copy of
   every script.
+* Accessibility (axe-core, run by the browser test): the sidebar's expand
+  buttons (<summary> holding only an icon) get a name, and the theme's
+  scrollable table boxes can be reached with the keyboard (tabindex="0").
+  Both are rewritten in the written HTML once the build has finished.
 """
+import re
 import shutil
 from pathlib import Path
 
@@ -45,7 +50,23 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+_SUMMARY = re.compile(r'<summary>(\s*<span class="toctree-toggle")')
+_TABLE_BOX = re.compile(r'<div class="pst-scrollable-table-container">')
+
+
+def _accessible_html(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        fixed = _SUMMARY.sub(r'<summary aria-label="Show or hide the sections">\1', text)
+        fixed = _TABLE_BOX.sub('<div class="pst-scrollable-table-container" tabindex="0">', fixed)
+        if fixed != text:
+            page.write_text(fixed, encoding="utf-8")
+
+
 def setup(app):
+    app.connect("build-finished", _accessible_html)
     app.connect("config-inited", _ensure_mathjax)
     app.connect("html-page-context", _dedupe_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
