@@ -1,13 +1,11 @@
 """nbgrader course directories for one grading run, all under ``runs/<assignment>/``.
 
     runs/<assignment>/
-      course/            template: source/ (a copy of solutions/<a>/), release/, gradebook.db
-      work/w0, w1, ...   one course directory per worker (a copy of the template)
-      jupyter/kernels/bplib-grader/kernel.json   the sandboxed kernel every notebook runs in
-      normalized/        the copies nbgrader grades (one per student, rebuilt by inspect_nb)
-      records/<student>/ what each check recorded, verified out of process
-      feedback/<student>.html
-      grades.csv
+      course/            source/ (a copy of solutions/<a>/), release/, gradebook.db: the template every
+                         learner's job starts from; after the run also autograded/<learner>/ and the
+                         merged gradebook of the whole class
+      normalized/        the copies that are graded (one per learner, rebuilt by inspect_nb)
+      feedback/<learner>.html, report.html, grades.csv, results.json
 """
 import json
 import logging
@@ -129,13 +127,3 @@ def merge_gradebook(db_path, rows):
         con.commit()
     finally:
         con.close()
-
-
-def make_worker_dirs(out, n):
-    template = os.path.join(out, "course")
-    dirs = []
-    for k in range(n):
-        d = os.path.join(out, "work", f"w{k}")
-        shutil.copytree(template, d)
-        dirs.append(d)
-    return dirs

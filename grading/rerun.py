@@ -16,7 +16,6 @@ A fault of this machinery (the runner did not start, wrote no result) is the gra
 (``RerunError``): the worker retries it and never scores it as the learner's 0.
 """
 import ast
-import hashlib
 import json
 import os
 import secrets
@@ -312,7 +311,3 @@ def function_sources(nb, names):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
                 out[node.name] = ast.get_source_segment(text, node) or ""
     return out, text
-
-
-def digest(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -251,20 +251,7 @@ class GraderFault(Exception):
     """The grading machinery failed for this learner (not the learner's code)."""
 
 
-def fault_injected(name):
-    """Test-only switch: ``GRADING_FAULTS="kernel_start=2,worker=1"`` makes the first k events of that
-    name fail, counted across processes in ``GRADING_FAULT_DIR`` (an O_EXCL file per event)."""
-    spec = dict(kv.split("=") for kv in os.environ.get("GRADING_FAULTS", "").split(",") if "=" in kv)
-    k, folder = int(spec.get(name, 0)), os.environ.get("GRADING_FAULT_DIR")
-    if k <= 0 or not folder:
-        return False
-    for i in range(k):
-        try:
-            os.close(os.open(os.path.join(folder, f"{name}.{i}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            return True
-        except FileExistsError:
-            continue
-    return False
+from .kernel_launcher import fault_injected  # noqa: E402  (one switch for both; the launcher is standalone)
 
 
 def _why_not_graded(log, kernel_started):
