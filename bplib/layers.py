@@ -31,6 +31,8 @@ __all__ = [
     "BatchNorm", "LayerNorm", "Dropout",
     "batchnorm_forward", "batchnorm_backward", "layernorm_forward", "layernorm_backward",
     "dropout_forward", "dropout_backward",
+    "MultiHeadSelfAttention", "TransformerBlock", "PositionalEmbedding",
+    "softmax_forward", "softmax_backward", "attention_forward", "attention_backward",
 ]
 
 
@@ -251,11 +253,11 @@ def _to_chwn(x, padding=0):
     return xc
 
 
-def _im2col_chwn(xc, k, s, Ho, Wo):
+def _im2col_chwn(xc, k, s, Ho, Wo, work=None):
     """xc: (C, H, W, N) padded  ->  cols: (C*k*k, Ho*Wo*N), rows ordered (c, di, dj)
-    like ``W.reshape(F, C*k*k)``, columns ordered (i, j, n)."""
+    like ``W.reshape(F, C*k*k)``, columns ordered (i, j, n). ``work``: see ``_scratch``."""
     C, N = xc.shape[0], xc.shape[3]
-    cols = np.empty((C, k, k, Ho, Wo, N), dtype=xc.dtype)
+    cols = _scratch(work, "cols", (C, k, k, Ho, Wo, N), xc.dtype)
     for di in range(k):
         for dj in range(k):
             cols[:, di, dj] = xc[:, _tap(di, s, Ho), _tap(dj, s, Wo)]
@@ -507,9 +509,14 @@ def _lstm_fast_backward(dout, state, work=None):
     daT = _scratch(work, "daT", (H4, T, N), dtype)
     daT[...] = da.transpose(1, 0, 2)
     da = daT.reshape(H4, T * N)                                    # columns (t, n)
-    dWx = (da @ state["xT"].transpose(1, 0, 2).reshape(D, T * N).T).T.copy()  # = x^T da; this order
-    dWh = (da @ h[:-1].transpose(1, 0, 2).reshape(Hs, T * N).T).T.copy()     # runs faster in OpenBLAS
-    return dx, dh.T, dWx, dWh, da.sum(axis=1)
+    # dWx = x^T da and dWh = h_prev^T da from one matmul: x_t and h_{t-1} as the rows of one
+    # (D + H, T*N) array (the copies the two products needed anyway); this order runs faster in OpenBLAS
+    xh = _scratch(work, "xh", (D + Hs, T, N), dtype)
+    xh[:D] = state["xT"].transpose(1, 0, 2)
+    xh[D:] = h[:-1].transpose(1, 0, 2)
+    dW = (da @ xh.reshape(D + Hs, T * N).T).T                      # (D + H, 4H)
+    dWx, dWh = dW[:D].copy(), dW[D:].copy()
+    return dx, dh.T, dWx, dWh, da @ np.ones(T * N, dtype)           # db = da.sum(axis=1), as BLAS: 2x faster
 
 
 # ----------------------------------------------------------------------------
@@ -610,6 +617,124 @@ def dropout_backward(dout, mask, p):
 
 
 # ----------------------------------------------------------------------------
+# BatchNorm and LayerNorm as the classes run them: the same arithmetic, fewer passes
+# ----------------------------------------------------------------------------
+# ``batchnorm_*``/``layernorm_*`` above read like the equations: about a dozen whole-array
+# numpy passes (x - mu, squares, x_hat, gamma x_hat + beta, and in the backward g, g x_hat,
+# ...). The classes compute the same numbers with fewer, because here each whole-array
+# pass costs more than all the arithmetic on the per-feature vectors:
+#   * every sum over rows is a matrix-vector product with a vector of ones (BLAS reads
+#     the array once, several times faster than ``sum`` over an inner axis), and each
+#     sum of products, sum(x_c x_c) or sum(dout x_c), is one ``einsum`` pass;
+#   * x_hat is not stored: the layer keeps x_c = x - mu and inv_std, and folds the
+#     scalings into per-feature (or per-row) vectors: out = x_c (gamma inv_std) + beta;
+#   * the backward is dx = inv_std gamma (dout - sum(dout)/m - x_hat sum(dout x_hat)/m),
+#     the book's compact form with g = gamma dout and sum(g) = gamma sum(dout), as three
+#     passes: dout - c1, times a, minus x_c c2;
+#   * x_c and a scratch array are reused from call to call (never the returned arrays).
+# A plugged-in ``backward_fn`` still gets ``batchnorm_forward``'s (or ``layernorm_forward``'s)
+# cache, built from these arrays when it is called.
+def _bn_sum(a, ones):
+    """Sum of a (N, C, HW) or (N, D) array over every axis but 1, as matrix-vector products."""
+    return (a @ ones).sum(axis=0) if a.ndim == 3 else ones @ a
+
+
+def _bn_fast_forward(x, gamma, beta, eps, work):
+    """= batchnorm_forward. x: (N, D) or (N, C, H, W) -> out (same shape), state."""
+    N, C = x.shape[:2]
+    x3 = x.reshape(N, C, -1) if x.ndim == 4 else x               # (N, C, HW): sums over axes 0 and 2
+    m = x.size // C
+    ones = _scratch(work, "ones", (x3.shape[2] if x.ndim == 4 else N,), x.dtype)
+    ones[...] = 1
+    col = (lambda v: v[:, None]) if x.ndim == 4 else (lambda v: v)   # per-feature vector, broadcast
+    mu = _bn_sum(x3, ones) / m
+    xc = np.subtract(x3, col(mu), out=_scratch(work, "xc", x3.shape, x.dtype))
+    var = np.einsum("nch,nch->c" if x.ndim == 4 else "nc,nc->c", xc, xc) / m
+    inv_std = 1 / np.sqrt(var + eps)
+    out = np.multiply(xc, col(gamma * inv_std))
+    out += col(beta)
+    return out.reshape(x.shape), dict(xc=xc, ones=ones, mean=mu, var=var, inv_std=inv_std, gamma=gamma, eps=eps,
+                                      shape=x.shape, work=work)
+
+
+def _bn_book_cache(state):
+    """The cache ``batchnorm_forward`` returns, from the fast forward's arrays."""
+    inv_std, shape = state["inv_std"], state["shape"]
+    x_hat = (state["xc"] * (inv_std[:, None] if len(shape) == 4 else inv_std)).reshape(shape)
+    return dict(x_hat=x_hat, gamma=state["gamma"], inv_std=inv_std, mean=state["mean"], var=state["var"],
+                eps=state["eps"])
+
+
+def _bn_fast_backward(dout, state):
+    """= batchnorm_backward. dout: x's shape -> dx, dgamma, dbeta."""
+    xc, ones, inv_std, gamma, shape = state["xc"], state["ones"], state["inv_std"], state["gamma"], state["shape"]
+    d = dout.reshape(xc.shape)
+    m = dout.size // shape[1]
+    col = (lambda v: v[:, None]) if len(shape) == 4 else (lambda v: v)
+    dbeta = _bn_sum(d, ones)
+    dgamma = np.einsum("nch,nch->c" if len(shape) == 4 else "nc,nc->c", d, xc) * inv_std   # sum(dout x_hat)
+    a = gamma * inv_std
+    dx = np.subtract(d, col(dbeta / m))
+    dx *= col(a)
+    dx -= np.multiply(xc, col(a * inv_std * dgamma / m), out=_scratch(state["work"], "tmp", xc.shape, xc.dtype))
+    return dx.reshape(shape), dgamma, dbeta
+
+
+def _ln_fast_forward(x, gamma, beta, eps, work):
+    """= layernorm_forward. x: (..., D) -> out (same shape), state.
+
+    out = x_c S + beta with S = inv_std gamma^T, the (rows, D) outer product, made by a
+    matrix product (faster than one more whole-array pass) and reused by the backward."""
+    D = x.shape[-1]
+    x2 = x.reshape(-1, D)
+    R = x2.shape[0]
+    ones = _scratch(work, "ones", (max(R, D),), x.dtype)
+    ones[...] = 1
+    mu = x2 @ ones[:D]
+    mu /= D
+    xc = np.subtract(x2, mu[:, None], out=_scratch(work, "xc", x2.shape, x.dtype))
+    var = np.einsum("rd,rd->r", xc, xc)
+    var /= D
+    inv_std = 1 / np.sqrt(var + eps)
+    # S = inv_std gamma^T as a product of (R, 2) and (2, D) with zero second column and row:
+    # numpy sends a k = 1 product (an outer product) to a slow loop, k = 2 to BLAS
+    a2, g2 = _scratch(work, "a2", (R, 2), x.dtype), _scratch(work, "g2", (2, D), x.dtype)
+    a2[:, 0], a2[:, 1], g2[0], g2[1] = inv_std, 0, gamma, 0
+    S = np.matmul(a2, g2, out=_scratch(work, "S", x2.shape, x.dtype))
+    out = xc * S
+    out += beta
+    return out.reshape(x.shape), dict(xc=xc, S=S, ones=ones, inv_std=inv_std, gamma=gamma, shape=x.shape, work=work)
+
+
+def _ln_book_cache(state):
+    """The cache ``layernorm_forward`` returns, from the fast forward's arrays."""
+    inv_std, shape = state["inv_std"], state["shape"]
+    return dict(x_hat=(state["xc"] * inv_std[:, None]).reshape(shape), gamma=state["gamma"],
+                inv_std=inv_std.reshape(shape[:-1] + (1,)))
+
+
+def _ln_fast_backward(dout, state):
+    """= layernorm_backward. dout: (..., D) -> dx, dgamma, dbeta.
+
+    With x_hat = x_c inv_std: dx = S dout - x_c inv_std^3 sum_d(g x_c) / D - inv_std sum_d(g) / D,
+    g = gamma dout; the row sums are matrix-vector products, sum_d g = dout gamma and
+    sum_d g x_c = (dout x_c) gamma, and dgamma = inv_std^T (dout x_c)."""
+    xc, S, ones, inv_std, gamma, shape = (state[k] for k in ("xc", "S", "ones", "inv_std", "gamma", "shape"))
+    R, D = xc.shape
+    d = dout.reshape(R, D)
+    p = np.multiply(d, xc, out=_scratch(state["work"], "tmp", (R, D), np.result_type(d, xc)))
+    dgamma, dbeta = inv_std @ p, ones[:R] @ d
+    c2 = p @ gamma
+    c2 *= inv_std * inv_std * inv_std / D
+    c1 = d @ gamma
+    c1 *= inv_std / D
+    dx = d * S
+    dx -= c1[:, None]
+    dx -= np.multiply(xc, c2[:, None], out=p)
+    return dx.reshape(shape), dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------
 # layer objects
 # ----------------------------------------------------------------------------
 class Layer:
@@ -669,14 +794,22 @@ class Dense(Layer):
     def forward(self, x):
         _check_array("Dense", "input x", x, ("N", self.in_features))
         self._x = x.astype(self.dtype, copy=False)
-        out = dense_forward(self._x, self.params["W"], self.params["b"])
+        # = dense_forward, with b added in place: a second fresh (N, M) array costs page
+        # faults (on a (2048, 256) output, x W + b took 3x as long as x W then += b)
+        out = self._x @ self.params["W"]
+        out += self.params["b"]
         self._out_shape = out.shape
         return out
 
     def backward(self, dout):
         self._need_forward()
         self._check_dout(dout)
-        dx, self.grads["W"], self.grads["b"] = self.backward_fn(dout, self._x, self.params["W"])
+        if self.backward_fn is dense_backward:      # the built-in one: same result, faster
+            W = self.params["W"]
+            dx, self.grads["W"] = dout @ W.T, self._x.T @ dout
+            self.grads["b"] = np.ones(dout.shape[0], dout.dtype) @ dout     # = dout.sum(axis=0), as BLAS
+        else:
+            dx, self.grads["W"], self.grads["b"] = self.backward_fn(dout, self._x, self.params["W"])
         return dx
 
     def __repr__(self):
@@ -750,6 +883,7 @@ class Conv2D(Layer):
         self.backward_fn = backward_fn
         self.input_grad = input_grad
         self._x = None
+        self._work = {}                               # scratch arrays reused between calls
 
     def forward(self, x):
         _check_array("Conv2D", "input x", x, ("N", self.in_channels, "H", "W"))
@@ -761,7 +895,8 @@ class Conv2D(Layer):
         # = conv2d_forward, batch innermost (see "what the layer classes run" above)
         N, C, H, W_ = x.shape
         Ho, Wo = conv_output_size(H, k, self.stride, p), conv_output_size(W_, k, self.stride, p)
-        self._cols = _im2col_chwn(_to_chwn(self._x, p), k, self.stride, Ho, Wo)   # (C*k*k, Ho*Wo*N)
+        # cols reused from call to call (a fresh 3 MB array costs a page fault per 4 KB)
+        self._cols = _im2col_chwn(_to_chwn(self._x, p), k, self.stride, Ho, Wo, self._work)  # (C*k*k, Ho*Wo*N)
         out = self.params["W"].reshape(self.out_channels, -1) @ self._cols        # (F, Ho*Wo*N)
         out += self.params["b"][:, None]
         out = out.reshape(self.out_channels, Ho, Wo, N).transpose(3, 0, 1, 2)
@@ -776,10 +911,12 @@ class Conv2D(Layer):
             F, k, (N, C, H, W_), (Ho, Wo) = self.out_channels, self.kernel_size, self._x.shape, self._out_shape[2:]
             d2 = _to_chwn(dout).reshape(F, Ho * Wo * N)               # no copy if dout is batch innermost
             dW = (self._cols @ d2.T).T.reshape(W.shape)   # = d2 @ cols.T; OpenBLAS runs this order 2x faster
-            db = d2.sum(axis=1)
+            db = d2 @ np.ones(d2.shape[1], d2.dtype)    # = d2.sum(axis=1); BLAS reads the rows 5x faster
             dx = None
             if self.input_grad:
-                dxc = _col2im_chwn(W.reshape(F, -1).T @ d2, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo)
+                dcols = np.matmul(W.reshape(F, -1).T, d2,
+                                  out=_scratch(self._work, "dcols", self._cols.shape, np.result_type(W, d2)))
+                dxc = _col2im_chwn(dcols, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo)
                 dx = dxc[:, p:p + H, p:p + W_].transpose(3, 0, 1, 2)
         else:
             dx, dW, db = self.backward_fn(dout, self._x, W, s, p)
@@ -805,23 +942,42 @@ class MaxPool2D(Layer):
         self.backward_fn = backward_fn or maxpool2d_backward
         self._x = None
 
-    def forward(self, x):
+    def _check_input(self, x):
         _check_array("MaxPool2D", "input x", x, ("N", "C", "H", "W"))
         if min(x.shape[2:]) < self.kernel_size:
             raise ValueError(f"MaxPool2D: input of spatial size {x.shape[2]}x{x.shape[3]} is smaller "
                              f"than the {self.kernel_size}x{self.kernel_size} window")
-        self._x = x
+
+    def forward(self, x):
+        self._check_input(x)
+        self._x, self._pre_relu = x, False
         out = _maxpool_fast_forward(x, self.kernel_size, self.stride)   # = maxpool2d_forward
+        self._out = out.copy(order="K")               # the maxima for backward: the caller may change out
+        self._fed_by = None                           # set by Sequential.forward (see Sequential.backward)
+        self._out_shape = out.shape
+        return out
+
+    def _forward_after_relu(self, relu, x):
+        """= forward(relu.forward(x)) without ReLU's whole-array pass (called by Sequential):
+        max is monotone, so the max of relu(x) over a window is relu of the max of x."""
+        _check_array("ReLU", "input x", x, ("N",) + ("...",) * (x.ndim - 1))
+        relu._x, relu._out_shape = x, x.shape         # what ReLU.forward keeps: its input
+        self._check_input(x)
+        out = _maxpool_fast_forward(x, self.kernel_size, self.stride)
+        np.maximum(out, 0, out=out)
+        self._x, self._pre_relu = x, True             # the input before ReLU (see backward)
+        self._out = out.copy(order="K")
+        self._fed_by = relu
         self._out_shape = out.shape
         return out
 
     def backward(self, dout):
         self._need_forward()
         self._check_dout(dout)
+        x = np.maximum(self._x, 0) if self._pre_relu else self._x    # this layer's own input
         if self.backward_fn is maxpool2d_backward:    # the built-in one: same result, faster
-            out = _maxpool_fast_forward(self._x, self.kernel_size, self.stride)   # not the returned out:
-            return _maxpool_fast_backward(dout, self._x, out, self.kernel_size, self.stride)  # it may be changed
-        return self.backward_fn(dout, self._x, self.kernel_size, self.stride)
+            return _maxpool_fast_backward(dout, x, self._out, self.kernel_size, self.stride)
+        return self.backward_fn(dout, x, self.kernel_size, self.stride)
 
     def __repr__(self):
         return f"MaxPool2D({self.kernel_size}, stride={self.stride})"
@@ -953,6 +1109,7 @@ class BatchNorm(Layer):
         self.running_mean = np.zeros(num_features, dtype=dtype)
         self.running_var = np.ones(num_features, dtype=dtype)
         self.backward_fn = backward_fn or batchnorm_backward
+        self._work = {}                               # scratch arrays reused between calls
         self._x = None
 
     def forward(self, x):
@@ -967,7 +1124,8 @@ class BatchNorm(Layer):
             if m < 2:
                 raise ValueError(f"BatchNorm: training needs more than 1 value per feature, got input "
                                  f"of shape {_fmt(x.shape)}")
-            out, self._cache = batchnorm_forward(x, gamma, beta, self.eps)
+            # = batchnorm_forward, in fewer passes (see "BatchNorm and LayerNorm as the classes run them")
+            out, self._cache = _bn_fast_forward(x, gamma, beta, self.eps, self._work)
             mom = self.momentum
             self.running_mean *= 1 - mom
             self.running_mean += mom * self._cache["mean"]
@@ -990,7 +1148,10 @@ class BatchNorm(Layer):
             dx = dout * (c["gamma"] * c["inv_std"]).reshape(shape)
             dgamma, dbeta = (dout * c["x_hat"]).sum(axis=axes), dout.sum(axis=axes)
         else:
-            dx, dgamma, dbeta = self.backward_fn(dout, c)
+            if self.backward_fn is batchnorm_backward:    # the built-in one: same result, faster
+                dx, dgamma, dbeta = _bn_fast_backward(dout, c)
+            else:                                         # a plugged-in one gets batchnorm_forward's cache
+                dx, dgamma, dbeta = self.backward_fn(dout, _bn_book_cache(c))
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return dx
 
@@ -1016,20 +1177,25 @@ class LayerNorm(Layer):
         self.params = {"gamma": np.ones(D, dtype=dtype), "beta": np.zeros(D, dtype=dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.backward_fn = backward_fn or layernorm_backward
+        self._work = {}                               # scratch arrays reused between calls
         self._x = None
 
     def forward(self, x):
         nd = x.ndim if isinstance(x, np.ndarray) and x.ndim >= 1 else 2
         _check_array("LayerNorm", "input x", x, ("...",) * (nd - 1) + (self.normalized_shape,))
         self._x = x = x.astype(self.dtype, copy=False)
-        out, self._cache = layernorm_forward(x, self.params["gamma"], self.params["beta"], self.eps)
+        # = layernorm_forward, in fewer passes (see "BatchNorm and LayerNorm as the classes run them")
+        out, self._cache = _ln_fast_forward(x, self.params["gamma"], self.params["beta"], self.eps, self._work)
         self._out_shape = out.shape
         return out
 
     def backward(self, dout):
         self._need_forward()
         self._check_dout(dout)
-        dx, self.grads["gamma"], self.grads["beta"] = self.backward_fn(dout, self._cache)
+        if self.backward_fn is layernorm_backward:        # the built-in one: same result, faster
+            dx, self.grads["gamma"], self.grads["beta"] = _ln_fast_backward(dout, self._cache)
+        else:                                             # a plugged-in one gets layernorm_forward's cache
+            dx, self.grads["gamma"], self.grads["beta"] = self.backward_fn(dout, _ln_book_cache(self._cache))
         return dx
 
     def __repr__(self):
@@ -1073,6 +1239,13 @@ class Dropout(Layer):
         return f"Dropout(p={self.p})"
 
 
+def _relu_then_pool(relu, pool):
+    """True when ``relu`` (built-in ReLU) fed ``pool`` (built-in MaxPool2D) in the last forward."""
+    return (type(relu) is ReLU and relu.backward_fn is relu_backward and type(pool) is MaxPool2D
+            and pool.backward_fn is maxpool2d_backward and getattr(pool, "_fed_by", None) is relu
+            and relu._x is not None)
+
+
 class Sequential(Layer):
     """Layers applied in order. ``params``/``grads`` are flat dicts keyed
     ``"<index>.<name>"`` (for example ``"0.W"``) holding the layers' own arrays."""
@@ -1085,13 +1258,36 @@ class Sequential(Layer):
         self.layers = list(layers)
 
     def forward(self, x):
-        for layer in self.layers:
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            if (i + 1 < len(layers) and type(layer) is ReLU and type(layers[i + 1]) is MaxPool2D
+                    and isinstance(x, np.ndarray)):
+                x = layers[i + 1]._forward_after_relu(layer, x)    # ReLU then pooling in one pass
+                i += 2
+                continue
             x = layer.forward(x)
+            if type(layer) is MaxPool2D:
+                layer._fed_by = layers[i - 1] if i else None       # which layer's output it pooled
+            i += 1
         return x
 
     def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+        i = len(self.layers) - 1
+        while i >= 0:
+            layer = self.layers[i]
+            if i > 0 and _relu_then_pool(self.layers[i - 1], layer):
+                # ReLU then MaxPool2D: dout reaches only each window's winner, whose ReLU slope is
+                # 1 where the window's max is > 0 and 0 elsewhere; so masking the small dout by
+                # (out > 0) before pooling's backward gives ReLU's dx without its whole-array pass
+                layer._check_dout(dout)
+                # (x before or after ReLU gives the same winners where the max is > 0)
+                dout = _maxpool_fast_backward(dout * (layer._out > 0), layer._x, layer._out,
+                                              layer.kernel_size, layer.stride)
+                i -= 2
+            else:
+                dout = layer.backward(dout)
+                i -= 1
             if dout is None:          # an Embedding: nothing flows further back
                 break
         return dout
@@ -1121,3 +1317,351 @@ class Sequential(Layer):
     def __repr__(self):
         inner = ",\n  ".join(repr(l) for l in self.layers)
         return f"Sequential(\n  {inner}\n)"
+
+
+# ----------------------------------------------------------------------------
+# softmax, scaled dot-product attention, multi-head self-attention, a transformer block
+# ----------------------------------------------------------------------------
+# Notation: N batch, T query positions, S key/value positions (S = T in
+# self-attention), d features per query/key, dv features per value, D embedding
+# size, h heads of size dh = D / h. ``(...)`` in a shape is any leading axes, for
+# example (N,) or (N, h).
+#
+# Mask convention: a boolean array of shape (T, S) (or anything that broadcasts
+# to the scores' (..., T, S)) that is **True where query t may attend to key s**,
+# as ``np.tril(np.ones((T, S), bool))`` for ``mask="causal"`` (query t sees keys
+# 0..t; top-left aligned when T != S, like PyTorch's ``is_causal``). Note that
+# ``nn.MultiheadAttention``'s boolean ``attn_mask`` means the opposite (True =
+# blocked): pass it ``~mask``. Masked scores become -inf before the softmax, so
+# their weights are exactly 0 and they receive exactly zero gradient.
+def softmax_forward(x):
+    """Softmax along the last axis.
+
+    x: (..., S)  ->  y: (..., S) (each row sums to 1), cache: dict(y=y)
+        y_i = exp(x_i - max(x)) / sum_j exp(x_j - max(x))   (the max shift avoids overflow;
+        entries of -inf give weight 0)
+    """
+    y = x - x.max(axis=-1, keepdims=True)
+    np.exp(y, out=y)                                   # in place: y is a new array already
+    y /= y.sum(axis=-1, keepdims=True)
+    return y, dict(y=y)
+
+
+def softmax_backward(dout, cache):
+    """Backward of ``softmax_forward`` along the last axis.
+
+    dout: (..., S) dL/dy, cache from the forward  ->  dx: (..., S) dL/dx
+    """
+    y = cache["y"]
+    dx = dout * y
+    dx -= y * dx.sum(axis=-1, keepdims=True)           # = y * (dout - sum(dout * y))
+    return dx
+
+
+def _attention_mask(mask, T, S):
+    """The boolean (T, S)-broadcastable mask (True = may attend), or None; clear errors."""
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        if mask != "causal":
+            raise ValueError(f"attention: mask must be None, 'causal' or a boolean array, got {mask!r}")
+        return np.tril(np.ones((T, S), dtype=bool))
+    if not isinstance(mask, np.ndarray) or mask.dtype != bool:
+        raise ValueError(f"attention: mask must be a boolean array (True where query t may attend to key s), "
+                         f"got {getattr(mask, 'dtype', type(mask).__name__)}")
+    if mask.ndim < 2 or mask.shape[-2:] != (T, S):
+        raise ValueError(f"attention: expected mask of shape (T, S) = ({T}, {S}) (or (..., {T}, {S})), "
+                         f"got {_fmt(mask.shape)}")
+    if not mask.any(axis=-1).all():
+        raise ValueError("attention: some query may attend to no key at all (a mask row that is all False): "
+                         "its softmax would be 0/0")
+    return mask
+
+
+def _check_attention(q, k, v):
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating) or a.ndim < 3:
+            got = f"shape {_fmt(a.shape)}, dtype {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"attention: {name} must be a floating-point array of shape (N, T, d) "
+                             f"(or with more leading axes, such as (N, h, T, d)), got {got}")
+    if not q.ndim == k.ndim == v.ndim or not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        raise ValueError(f"attention: q, k, v must have the same leading axes, got shapes {_fmt(q.shape)}, "
+                         f"{_fmt(k.shape)}, {_fmt(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"attention: q (..., T, d) and k (..., S, d) need the same d for q k^T, got "
+                         f"{_fmt(q.shape)} and {_fmt(k.shape)}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"attention: k (..., S, d) and v (..., S, dv) need the same length S (one value per "
+                         f"key), got {_fmt(k.shape)} and {_fmt(v.shape)}")
+
+
+def attention_forward(q, k, v, mask=None):
+    """Scaled dot-product attention.
+
+    q: (N, T, d), k: (N, S, d), v: (N, S, dv) (more leading axes allowed, e.g. (N, h, T, d)),
+    mask: None, "causal", or a boolean (T, S) array, True where query t may attend to key s
+    ->  out: (N, T, dv), cache (a dict)
+        scores = q k^T / sqrt(d)  (N, T, S);  masked scores = -inf
+        p = softmax(scores) along S;  out = p v
+    """
+    _check_attention(q, k, v)
+    mask = _attention_mask(mask, q.shape[-2], k.shape[-2])
+    scale = 1.0 / float(np.sqrt(q.shape[-1]))            # a Python float: float32 stays float32
+    scores = q @ np.swapaxes(k, -1, -2)
+    scores *= scale
+    if mask is not None:
+        np.copyto(scores, -np.inf, where=~mask)        # scores = where(mask, scores, -inf), in place
+    p, _ = softmax_forward(scores)
+    return p @ v, dict(q=q, k=k, v=v, p=p, scale=scale, mask=mask)
+
+
+def attention_backward(dout, cache):
+    """Backward of ``attention_forward``.
+
+    dout: (N, T, dv), cache from the forward  ->  dq: (N, T, d), dk: (N, S, d), dv: (N, S, dv)
+    (with the forward's leading axes). Masked positions get exactly zero gradient.
+    """
+    q, k, v, p, scale = cache["q"], cache["k"], cache["v"], cache["p"], cache["scale"]
+    dv = np.swapaxes(p, -1, -2) @ dout
+    dscores = softmax_backward(dout @ np.swapaxes(v, -1, -2), dict(y=p))   # exactly 0 where p = 0 (masked)
+    dscores *= scale
+    return dscores @ k, np.swapaxes(dscores, -1, -2) @ q, dv
+
+
+
+# the attention as the class runs it: the same numbers, in a layout numpy reduces faster.
+# A row max or sum over the last axis of (N, h, T, S) scores runs one short row at a time
+# (S numbers): 3x slower than a reduction across rows, which is an elementwise maximum or
+# sum of whole rows. So the class keeps the scores transposed, (N, h, S, T), reduces over
+# axis -2, and hands ``attention_backward`` (or a learner's function) p as a (N, h, T, S)
+# view. 1/sqrt(d) multiplies q (T*d numbers) instead of the scores (T*S numbers).
+def _attention_fast_forward(q, k, v, causal, work):
+    """= attention_forward(q, k, v, "causal" if causal else None): out, and its cache (p a view)."""
+    T, S, d = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = 1.0 / float(np.sqrt(d))
+    sT = k @ np.swapaxes(q * scale, -1, -2)                  # scores^T: (..., S, T)
+    mask = None
+    if causal:
+        key = ("causal", T, S, sT.dtype)
+        if key not in work:                                   # 0 where query t may attend to key s, -inf else
+            allowed = np.tril(np.ones((T, S), dtype=bool))
+            work[key] = (allowed, np.where(allowed.T, 0, -np.inf).astype(sT.dtype))
+        mask, bias_T = work[key]
+        sT += bias_T
+    sT -= sT.max(axis=-2, keepdims=True)                      # softmax over S, across rows
+    np.exp(sT, out=sT)
+    sT /= sT.sum(axis=-2, keepdims=True)
+    p = np.swapaxes(sT, -1, -2)                               # (..., T, S), a view
+    return p @ v, dict(q=q, k=k, v=v, p=p, scale=scale, mask=mask)
+
+
+def _attention_fast_backward(dout, cache):
+    """= attention_backward(dout, cache) for a cache of ``_attention_fast_forward``."""
+    q, k, v, pT, scale = cache["q"], cache["k"], cache["v"], np.swapaxes(cache["p"], -1, -2), cache["scale"]
+    dv = pT @ dout
+    dsT = v @ np.swapaxes(dout, -1, -2)                       # dL/dp^T: (..., S, T)
+    dsT *= pT
+    dsT -= pT * dsT.sum(axis=-2, keepdims=True)               # softmax backward, across rows
+    dq = np.swapaxes(dsT, -1, -2) @ k
+    dq *= scale
+    dk = dsT @ q
+    dk *= scale
+    return dq, dk, dv
+
+class MultiHeadSelfAttention(Layer):
+    """Multi-head self-attention: x (N, T, D) -> out (N, T, D), h = ``num_heads`` heads of dh = D / h.
+
+        q, k, v = split(x Wqkv^T + bqkv)   each (N, T, D), then (N, h, T, dh): head i uses
+                                           features i*dh .. (i+1)*dh - 1
+        heads = attention(q, k, v, mask)   (N, h, T, dh); mask = "causal" if ``causal``
+        out = concat(heads) Wo^T + bo      concat: (N, T, D)
+
+    params (PyTorch's ``nn.MultiheadAttention`` layout, y = x W^T + b, not Dense's x W + b):
+        Wqkv (3D, D)  the query, key and value weights stacked in that order  = in_proj_weight
+        bqkv (3D,)                                                            = in_proj_bias
+        Wo (D, D)                                                             = out_proj.weight
+        bo (D,)                                                               = out_proj.bias
+    With the same weights it computes what ``nn.MultiheadAttention(D, h, batch_first=True)``
+    computes for ``mha(x, x, x, need_weights=False, attn_mask=...)`` (for ``causal``:
+    ``attn_mask=torch.triu(torch.ones(T, T, dtype=torch.bool), 1)``, True = blocked), and
+    ``grads`` match the torch parameters' ``.grad`` under the same names.
+    ``load_torch_state_dict(mha.state_dict())`` copies torch's weights in;
+    ``torch_state_dict()`` gives the weights under torch's names, as numpy arrays:
+    ``mha.load_state_dict({k: torch.from_numpy(v) for k, v in layer.torch_state_dict().items()})``.
+    Initialisation as in PyTorch: Wqkv Xavier-uniform, Wo uniform in +-1/sqrt(D), biases 0.
+    ``attention_backward_fn(dout, cache) -> (dq, dk, dv)`` (the signature of
+    ``attention_backward``, called on the (N, h, T, dh) heads) may replace the attention's backward.
+    """
+
+    TORCH_NAMES = {"Wqkv": "in_proj_weight", "bqkv": "in_proj_bias", "Wo": "out_proj.weight", "bo": "out_proj.bias"}
+
+    def __init__(self, embed_dim, num_heads, causal=False, *, rng=None, dtype=np.float32,
+                 attention_backward_fn=None):
+        if num_heads < 1 or embed_dim < 1 or embed_dim % num_heads:
+            raise ValueError(f"MultiHeadSelfAttention: embed_dim must be a positive multiple of num_heads, "
+                             f"got embed_dim={embed_dim}, num_heads={num_heads}")
+        rng = _init_rng(rng)
+        D = self.embed_dim = embed_dim
+        self.num_heads, self.head_dim, self.causal, self.dtype = num_heads, D // num_heads, bool(causal), np.dtype(dtype)
+        a, c = np.sqrt(6.0 / (D + 3 * D)), 1.0 / np.sqrt(D)
+        self.params = {"Wqkv": rng.uniform(-a, a, (3 * D, D)).astype(dtype), "bqkv": np.zeros(3 * D, dtype=dtype),
+                       "Wo": rng.uniform(-c, c, (D, D)).astype(dtype), "bo": np.zeros(D, dtype=dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.attention_backward_fn = attention_backward_fn or attention_backward
+        self._x = None
+        self._work = {}                               # the causal mask, kept between calls
+
+    def forward(self, x):
+        _check_array("MultiHeadSelfAttention", "input x", x, ("N", "T", self.embed_dim))
+        self._x = x = x.astype(self.dtype, copy=False)
+        N, T, D = x.shape
+        h, dh = self.num_heads, self.head_dim
+        qkv = x.reshape(N * T, D) @ self.params["Wqkv"].T + self.params["bqkv"]      # (N*T, 3D)
+        q, k, v = qkv.reshape(N, T, 3, h, dh).transpose(2, 0, 3, 1, 4)               # each (N, h, T, dh)
+        # = attention_forward(q, k, v, "causal" if self.causal else None), scores transposed (see above)
+        heads, self._cache = _attention_fast_forward(q, k, v, self.causal, self._work)
+        self._concat = heads.transpose(0, 2, 1, 3).reshape(N * T, D)                 # (N*T, D)
+        out = (self._concat @ self.params["Wo"].T + self.params["bo"]).reshape(N, T, D)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        N, T, D = dout.shape
+        h, dh = self.num_heads, self.head_dim
+        d2 = dout.reshape(N * T, D)
+        self.grads["Wo"], self.grads["bo"] = d2.T @ self._concat, d2.sum(axis=0)   # out = concat Wo^T + bo
+        dheads = (d2 @ self.params["Wo"]).reshape(N, T, h, dh).transpose(0, 2, 1, 3)
+        if self.attention_backward_fn is attention_backward:      # the built-in one: same result, faster
+            dq, dk, dv = _attention_fast_backward(dheads, self._cache)
+        else:
+            dq, dk, dv = self.attention_backward_fn(dheads, self._cache)
+        dqkv = np.empty((N, T, 3, h, dh), dtype=dheads.dtype)       # back to (N*T, 3D): q, k, v, then heads
+        for i, g in enumerate((dq, dk, dv)):
+            dqkv[:, :, i] = g.transpose(0, 2, 1, 3)
+        dqkv = dqkv.reshape(N * T, 3 * D)
+        self.grads["Wqkv"] = dqkv.T @ self._x.reshape(N * T, D)                     # qkv = x Wqkv^T + bqkv
+        self.grads["bqkv"] = dqkv.sum(axis=0)
+        return (dqkv @ self.params["Wqkv"]).reshape(N, T, D)
+
+    def load_torch_state_dict(self, state):
+        """Copy weights from ``nn.MultiheadAttention.state_dict()`` (torch tensors or arrays) into ``params``."""
+        for name, tname in self.TORCH_NAMES.items():
+            if tname not in state:
+                raise ValueError(f"MultiHeadSelfAttention.load_torch_state_dict: {tname!r} is missing "
+                                 f"(needs {sorted(self.TORCH_NAMES.values())})")
+            t = state[tname]
+            a = np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
+            if a.shape != self.params[name].shape:
+                raise ValueError(f"MultiHeadSelfAttention.load_torch_state_dict: {tname} has shape "
+                                 f"{_fmt(a.shape)}, expected {_fmt(self.params[name].shape)}")
+            self.params[name][...] = a          # in place: an optimizer holding params sees the new values
+        return self
+
+    def torch_state_dict(self):
+        """The weights under ``nn.MultiheadAttention``'s names, as numpy copies."""
+        return {tname: self.params[name].copy() for name, tname in self.TORCH_NAMES.items()}
+
+    def __repr__(self):
+        return f"MultiHeadSelfAttention({self.embed_dim}, num_heads={self.num_heads}, causal={self.causal})"
+
+
+class PositionalEmbedding(Layer):
+    """A learned position table added to a sequence: x (N, T, D) -> out = x + W[:T] (N, T, D).
+
+    params: W (max_len, D), initialised N(0, 0.02^2). Rows T..max_len-1 get zero gradient.
+    """
+
+    def __init__(self, max_len, embed_dim, *, rng=None, dtype=np.float32):
+        rng = _init_rng(rng)
+        self.max_len, self.embed_dim, self.dtype = max_len, embed_dim, np.dtype(dtype)
+        self.params = {"W": (0.02 * rng.standard_normal((max_len, embed_dim))).astype(dtype)}
+        self.grads = {"W": np.zeros_like(self.params["W"])}
+        self._x = None
+
+    def forward(self, x):
+        _check_array("PositionalEmbedding", "input x", x, ("N", "T", self.embed_dim))
+        if x.shape[1] > self.max_len:
+            raise ValueError(f"PositionalEmbedding: sequence of length T={x.shape[1]} is longer than "
+                             f"max_len={self.max_len}")
+        self._x = x = x.astype(self.dtype, copy=False)
+        out = x + self.params["W"][:x.shape[1]]
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        dW = np.zeros_like(self.params["W"])
+        dW[:dout.shape[1]] = dout.sum(axis=0)       # each row is added to every sequence of the batch
+        self.grads["W"] = dW
+        return dout
+
+    def __repr__(self):
+        return f"PositionalEmbedding({self.max_len}, {self.embed_dim})"
+
+
+class TransformerBlock(Layer):
+    """Pre-norm transformer block: x (N, T, D) -> out (N, T, D).
+
+        h = x + attn(ln1(x))            attn: MultiHeadSelfAttention(D, num_heads, causal)
+        out = h + fc2(relu(fc1(ln2(h))))   fc1: Dense(D, mlp_hidden), fc2: Dense(mlp_hidden, D)
+
+    Sub-layers are attributes ``ln1, attn, ln2, fc1, act, fc2``; ``params``/``grads`` are
+    flat dicts keyed ``"<sub-layer>.<name>"`` (for example ``"attn.Wqkv"``, ``"fc1.W"``)
+    holding the sub-layers' own arrays. ``attention_backward_fn`` is passed to ``attn``.
+    """
+
+    SUBLAYERS = ("ln1", "attn", "ln2", "fc1", "act", "fc2")
+
+    def __init__(self, embed_dim, num_heads, mlp_hidden, causal=False, *, rng=None, dtype=np.float32,
+                 attention_backward_fn=None, eps=1e-5):
+        rng = _init_rng(rng)
+        self.embed_dim, self.num_heads, self.mlp_hidden, self.causal = embed_dim, num_heads, mlp_hidden, bool(causal)
+        self.dtype = np.dtype(dtype)
+        self.ln1 = LayerNorm(embed_dim, eps, dtype=dtype)
+        self.attn = MultiHeadSelfAttention(embed_dim, num_heads, causal, rng=rng, dtype=dtype,
+                                           attention_backward_fn=attention_backward_fn)
+        self.ln2 = LayerNorm(embed_dim, eps, dtype=dtype)
+        self.fc1 = Dense(embed_dim, mlp_hidden, rng=rng, dtype=dtype)
+        self.act = ReLU()
+        self.fc2 = Dense(mlp_hidden, embed_dim, rng=rng, dtype=dtype)
+        self._x = None
+
+    def forward(self, x):
+        _check_array("TransformerBlock", "input x", x, ("N", "T", self.embed_dim))
+        self._x = x = x.astype(self.dtype, copy=False)
+        N, T, D = x.shape
+        h = x + self.attn.forward(self.ln1.forward(x))
+        m = self.fc2.forward(self.act.forward(self.fc1.forward(self.ln2.forward(h).reshape(N * T, D))))
+        out = h + m.reshape(N, T, D)
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout):
+        self._need_forward()
+        self._check_dout(dout)
+        N, T, D = dout.shape
+        dm = self.fc1.backward(self.act.backward(self.fc2.backward(dout.reshape(N * T, D))))
+        dh = dout + self.ln2.backward(dm.reshape(N, T, D))            # the residual path adds dout
+        return dh + self.ln1.backward(self.attn.backward(dh))
+
+    @property
+    def params(self):
+        return {f"{s}.{k}": v for s in self.SUBLAYERS for k, v in getattr(self, s).params.items()}
+
+    @property
+    def grads(self):
+        return {f"{s}.{k}": v for s in self.SUBLAYERS for k, v in getattr(self, s).grads.items()}
+
+    def train(self, mode=True):
+        """Set the block and its sub-layers to training (or, with False, eval) mode."""
+        self.training = bool(mode)
+        for s in self.SUBLAYERS:
+            getattr(self, s).train(mode)
+        return self
+
+    def __repr__(self):
+        return (f"TransformerBlock({self.embed_dim}, num_heads={self.num_heads}, mlp_hidden={self.mlp_hidden}, "
+                f"causal={self.causal})")

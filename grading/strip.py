@@ -14,9 +14,10 @@ no reference helpers); only ``bplib.checks.calls`` (how to call a function) is k
 
 What is removed (``STRIP``): in every module of bplib, every function or method whose
 name contains ``backward``, ``col2im`` or ends in ``_da``; the losses that return
-gradients; the optimizers' ``step``; ``Value.backward`` and ``Value.topological_order``;
+gradients; the optimizers' ``step``; ``Value.backward`` and ``Value.topological_order``
+(and ``Tensor``'s, bplib/tensor.py);
 the Pong case's ``discount_rewards`` and ``policy_gradient``. The local rules of
-``Value`` (the ``_backward`` closures its operations create) stay, guarded: they run
+``Value`` and ``Tensor`` (the ``_backward`` closures their operations create) stay, guarded: they run
 only while a function that the assignment allows to use them is checked
 (``runner.py``: ``local_rules``). An assignment's ``ALLOWED`` list (grading/hidden/<a>.py)
 keeps named functions whole.
@@ -33,6 +34,7 @@ PACKAGE = os.path.dirname(os.path.abspath(bplib.__file__))
 EXPLICIT = {
     ("losses", "softmax_cross_entropy"), ("losses", "binary_cross_entropy"), ("losses", "mse"),
     ("autodiff", "Value.backward"), ("autodiff", "Value.topological_order"),
+    ("tensor", "Tensor.backward"), ("tensor", "Tensor.topological_order"),
     ("cases.pong", "discount_rewards"), ("cases.pong", "policy_gradient"),
 }
 KEEP_MODULES = {"gradcheck"}          # numerical gradients: allowed everywhere
@@ -73,7 +75,7 @@ class _Strip(ast.NodeTransformer):
             node.body = _tripwire_body(dotted)          # no docstring either: it may state the formula
             self.removed.append(dotted)
             return node
-        if in_function and node.name == "_backward" and self.module == "autodiff":
+        if in_function and node.name == "_backward" and self.module in ("autodiff", "tensor"):
             owner = ".".join(n for _, n in self.scope)
             node.body = _guard(f"bplib.{self.module}.{owner}") + node.body
             return node
@@ -117,7 +119,7 @@ def unavailable(name):
 
 def local_rule(name):
     if not LOCAL_RULES[0]:
-        unavailable(name + " (a local rule of Value)")
+        unavailable(name + (" (a local rule of Tensor)" if ".tensor." in name else " (a local rule of Value)"))
 '''
 
 CHECKS_STUB = '''"""bplib.checks in the grader's clean re-run: no cases, no references (grading/strip.py)."""
