@@ -676,6 +676,9 @@ def test_reference_sources():
     assert set(S.reference_sources("policy_gradient_loss")) == {"bplib.cases.pong.policy_gradient"}
     assert set(S.reference_sources("backward", "chain_rule")) == {"bplib.autodiff.Value.backward",
                                                                    "solutions/chain_rule"}
+    for fn in ("batchnorm_backward", "layernorm_backward", "dropout_backward"):
+        assert set(S.reference_sources(fn, "normalization_backward")) == {
+            f"bplib.layers.{fn}", "solutions/normalization_backward"}
     assert S.reference_sources("no_such_function", "no_such_assignment") == {}
 
 
