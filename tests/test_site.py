@@ -11,7 +11,11 @@ Every page is opened a second time at phone width (390 px): no page-level
 horizontal scroll, and no display equation cut off (one wider than the column
 sits in its own horizontal scroll box). Every page passes axe-core
 (node_modules/axe-core, pinned in package-lock.json) with no serious or
-critical violation, at both widths.
+critical violation, at both widths. Pages with folded derivations
+(sphinx-design dropdowns) are checked again with every dropdown open.
+Every <img> has a descriptive alt text (not empty, not a file name), and no
+figure made by a page's code is shrunk below 0.6 of its natural width in the
+1280-pixel column (its text would be smaller than about 6 px).
 `make test` builds the book first.
 A screenshot of every page is saved under pytest's tmp dir (the first screenful;
 SITE_FULL_SCREENSHOTS=1 for whole pages).
@@ -129,20 +133,14 @@ _INSPECT = """async () => {
   clone.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());
   return {
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
-    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0})),
+    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0,
+      natural: i.naturalWidth, shown: i.getBoundingClientRect().width, figure: !!i.closest('.cell_output'),
+      raster: !/\\.svg(\\?|#|$)/i.test(i.currentSrc || i.src)})),
     mathSources: document.querySelectorAll('main .math').length,
     mathRendered: document.querySelectorAll('main mjx-container').length,
     mathErrors: document.querySelectorAll('mjx-merror, [data-mjx-error]').length,
     figures: Array.from(document.querySelectorAll('.cell_output img')).filter(i => i.naturalWidth > 0).length,
-    tooWide: (() => {                    // display math, figures and tables must fit the column
-      const art = document.querySelector('article.bd-article');
-      if (!art) return [];
-      const right = art.getBoundingClientRect().right + 2;
-      return Array.from(document.querySelectorAll('mjx-container[display=true] svg, .cell_output img, article table'))
-        .filter(e => e.getBoundingClientRect().right > right)
-        .map(e => (e.closest('mjx-container') ? 'display math' : e.tagName.toLowerCase()) + ' sticks out by '
-                  + Math.round(e.getBoundingClientRect().right - right) + ' px');
-    })(),
+    tooWide: TOO_WIDE,
     text: clone.innerText,
     searchBoxes: Array.from(document.querySelectorAll('.search-button-field, form.bd-search'))
       .filter(e => e.offsetParent !== null && e.getBoundingClientRect().width > 0).length,
@@ -181,7 +179,30 @@ _LAYOUT = """
       return wider && !(ox === 'auto' || ox === 'scroll');
     }).map(m => (m.textContent || m.getAttribute('aria-label') || '').slice(0, 60)),
 """
-_INSPECT = _INSPECT.replace("...LAYOUT_CHECKS", _LAYOUT)
+# display math, figures and tables must fit the column
+_TOO_WIDE = """(() => {
+      const art = document.querySelector('article.bd-article');
+      if (!art) return [];
+      const right = art.getBoundingClientRect().right + 2;
+      return Array.from(document.querySelectorAll('mjx-container[display=true] svg, .cell_output img, article table'))
+        .filter(e => e.getBoundingClientRect().right > right)
+        .map(e => (e.closest('mjx-container') ? 'display math' : e.tagName.toLowerCase()) + ' sticks out by '
+                  + Math.round(e.getBoundingClientRect().right - right) + ' px');
+    })()"""
+_INSPECT = _INSPECT.replace("...LAYOUT_CHECKS", _LAYOUT).replace("TOO_WIDE", _TOO_WIDE)
+# open every folded dropdown (sphinx-design's <details class="sd-dropdown">, the derivations
+# placed after an exercise); returns how many were closed
+_OPEN_DROPDOWNS = """async () => {
+  const closed = Array.from(document.querySelectorAll('article details.sd-dropdown:not([open])'));
+  closed.forEach(d => { d.open = true; });
+  await new Promise(r => requestAnimationFrame(() => setTimeout(r, 50)));   // the toggle events ran
+  return closed.length;
+}"""
+_OPEN_INSPECT = """async () => ({tooWide: """ + _TOO_WIDE + """, """ + _LAYOUT + """})"""
+# a figure drawn by a page's code is a matplotlib PNG at 100 dpi whose text is 8-12 pt (11-17 px):
+# shown at less than this fraction of its natural width, its smallest text is below about 6 px
+MIN_FIGURE_SCALE = 0.6
+IMAGE_SUFFIXES = (".png", ".svg", ".gif", ".jpg", ".jpeg", ".webp")
 _PHONE_INSPECT = """async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
   return {""" + _LAYOUT + """};
@@ -254,6 +275,13 @@ def check_page(page, problems, rel, shot_dir, axe_source=None):
         info = page.evaluate(_INSPECT)
         if axe_source:
             problems.extend(axe_problems(page, axe_source, "1280 px"))
+        if page.evaluate(_OPEN_DROPDOWNS):
+            opened = page.evaluate(_OPEN_INSPECT)
+            problems.extend(f"too wide for the column (1280-pixel window, dropdowns open): {w}"
+                            for w in opened["tooWide"])
+            problems.extend(layout_problems(opened, "1280 px with the dropdowns open"))
+            if axe_source:
+                problems.extend(axe_problems(page, axe_source, "1280 px, dropdowns open"))
         # the first screenful; SITE_FULL_SCREENSHOTS=1 takes whole pages (about 2 s each)
         page.screenshot(path=str(shot_dir / (rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
     finally:
@@ -262,6 +290,11 @@ def check_page(page, problems, rel, shot_dir, axe_source=None):
     for img in info["images"]:
         if not img["ok"]:
             problems.append(f"image did not load: {img['src']}")
+        elif img["figure"] and img["raster"] and img["shown"] < MIN_FIGURE_SCALE * img["natural"]:
+            problems.append(f"figure text too small to read: {img['src'].rsplit('/', 1)[-1]} is "
+                            f"{img['natural']} px wide, shown at {img['shown']:.0f} px "
+                            f"({img['shown'] / img['natural']:.2f}x, under {MIN_FIGURE_SCALE}x): draw it "
+                            f"narrower (figsize width at most about {688 / MIN_FIGURE_SCALE / 100:.1f} inches)")
     for href in info["links"]:
         url = urllib.parse.urlsplit(href)
         if url.scheme not in ("http", "https") or url.hostname not in LOOPBACK:
@@ -303,6 +336,9 @@ def check_phone_page(page, problems, rel, shot_dir, axe_source):
         page.wait_for_load_state("load")
         info = page.evaluate(_PHONE_INSPECT)
         problems.extend(axe_problems(page, axe_source, "390 px"))
+        if page.evaluate(_OPEN_DROPDOWNS):
+            problems.extend(layout_problems(page.evaluate(_OPEN_INSPECT), "390 px with the dropdowns open"))
+            problems.extend(axe_problems(page, axe_source, "390 px, dropdowns open"))
         page.screenshot(path=str(shot_dir / ("phone__" + rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
     finally:
         page.close()
@@ -327,6 +363,57 @@ def test_every_page_renders_offline_with_math_links_and_images(browser, server, 
     print(f"checked {len(pages)} pages; screenshots in {tmp_path}")
     assert not report, "problems on the site:\n" + "\n".join(
         f"{rel}:\n  " + "\n  ".join(p) for rel, p in report.items())
+
+
+class _Images(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs))
+
+
+def alt_problem(img):
+    """Why an <img>'s alt text does not describe it (None: it does)."""
+    src = img.get("src") or ""
+    name = urllib.parse.unquote(urllib.parse.urlsplit(src).path).rsplit("/", 1)[-1]
+    alt = img.get("alt")
+    if alt is None:
+        return "no alt attribute"
+    alt = alt.strip()
+    if not alt:
+        return "an empty alt"
+    if alt.lower().endswith(IMAGE_SUFFIXES) or alt in (name, name.rsplit(".", 1)[0]) \
+            or alt.rsplit("/", 1)[-1] == name:
+        return f"a file name as alt ({alt[:60]!r})"
+    return None
+
+
+def test_every_image_has_a_descriptive_alt_text():
+    """Screen readers read the alt: a generated figure gets its file name unless the page sets one
+    (code cell metadata `mystnb: image: alt: ...`, or :alt: on {image} and {figure})."""
+    pages = site_pages()
+    assert pages, "_build/html has no pages: build the site first with `make book`"
+    bad = []
+    for rel in pages:
+        parser = _Images()
+        parser.feed((SITE / rel).read_text(encoding="utf-8"))
+        for img in parser.images:
+            why = alt_problem(img)
+            if why:
+                bad.append(f"{rel}: <img src={img.get('src', '')!r}> has {why}")
+    assert not bad, ("images without a descriptive alt text (set it from the page: code cell metadata "
+                     "`mystnb: image: alt: ...`, or :alt: on {image}/{figure}):\n" + "\n".join(bad))
+
+
+def test_alt_check_catches_file_names():
+    """The alt check itself fails on what MyST-NB writes by default, and passes a description."""
+    default = {"src": "../_images/5f3a.png", "alt": "../_images/5f3a.png"}
+    assert alt_problem(default) and alt_problem({"src": "x.png"}) and alt_problem({"src": "x.png", "alt": " "})
+    assert alt_problem({"src": "a/plot.svg", "alt": "plot"}) and alt_problem({"src": "a.gif", "alt": "b.GIF"})
+    assert alt_problem({"src": "a.png", "alt": "Loss falls from 2.3 to 0.1 over 20 epochs"}) is None
 
 
 def test_mathjax_is_served_by_the_site_itself(server):
