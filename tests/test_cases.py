@@ -64,6 +64,118 @@ def test_mnist_stored_weights_reproduce_the_stored_accuracy():
 
 
 # ----------------------------------------------------------------------------
+# validation protocol (both cases)
+# ----------------------------------------------------------------------------
+def test_validation_split_is_disjoint_complete_and_fixed():
+    from bplib.cases import validation_split
+    tr, val = validation_split(100, 20, seed=0)
+    assert len(val) == 20 and len(tr) == 80
+    assert not set(tr) & set(val) and sorted(set(tr) | set(val)) == list(range(100))
+    tr2, val2 = validation_split(100, 20, seed=0)
+    np.testing.assert_array_equal(val, val2)
+    assert not np.array_equal(val, validation_split(100, 20, seed=1)[1])
+    assert not np.array_equal(val, np.arange(20))                 # drawn at random, not the first 20
+    for bad in (0, 100, -5):
+        with pytest.raises(ValueError, match="val_size"):
+            validation_split(100, bad)
+
+
+def _stored(case):
+    import csv
+    with open(os.path.join(RESULTS, case, "metrics.csv")) as f:
+        return _result(case), list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("case", ["mnist", "imdb"])
+def test_stored_runs_chose_their_epoch_on_validation(case):
+    """metrics.csv logs validation accuracy, never a per-epoch test accuracy; the stored
+    chosen_epoch is the (first) best validation epoch; test_accuracy is kept for other pages."""
+    result, rows = _stored(case)
+    assert "val_accuracy" in rows[0] and not any("test" in k for k in rows[0]), list(rows[0])
+    val = [float(r["val_accuracy"]) for r in rows]
+    assert len(rows) == result["epochs"]
+    assert result["chosen_epoch"] == 1 + int(np.argmax(val))
+    assert result["val_accuracy"] == pytest.approx(max(val))
+    assert {"test_accuracy", "val_size", "train_size", "epochs", "parameters"} <= set(result)
+
+
+def test_mnist_train_keeps_the_best_validation_epoch_and_tests_once(monkeypatch, tmp_path):
+    """With validation accuracies scripted to peak at epoch 2 of 3, train() must return (and store)
+    the weights it had after epoch 2, and evaluate the 10,000 test digits exactly once, at the end."""
+    from bplib.cases import mnist
+    real = mnist.accuracy
+    scripted = iter([0.50, 0.90, 0.70])
+    calls, snapshots = [], []
+
+    def fake(model, x, y, batch_size=500):
+        calls.append(len(x))
+        if len(x) == 10000:                                       # the test digits
+            return real(model, x, y, batch_size)
+        snapshots.append({k: v.copy() for k, v in model.params.items()})
+        return next(scripted)
+
+    monkeypatch.setattr(mnist, "accuracy", fake)
+    result, model = mnist.train(epochs=3, n_train=256, val_size=300, c1=2, c2=4, hidden=8,
+                                out=str(tmp_path), quiet=True)
+    assert calls == [300, 300, 300, 10000], calls
+    assert result["chosen_epoch"] == 2 and result["val_accuracy"] == 0.9
+    assert result["val_size"] == 300 and result["train_size"] == 256
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, snapshots[1][k])
+    assert not all(np.array_equal(v, snapshots[2][k]) for k, v in model.params.items())
+    stored = mnist.load_weights(os.path.join(str(tmp_path), "weights.npz"))
+    for k, v in stored.params.items():
+        np.testing.assert_array_equal(v, snapshots[1][k])
+    with open(os.path.join(str(tmp_path), "metrics.csv")) as f:
+        header = f.readline().strip().split(",")
+    assert "val_accuracy" in header and "test_accuracy" not in header
+
+
+def test_mnist_validation_digits_are_not_trained_on(monkeypatch):
+    """Digits that carry their own index in two pixels: those train() validates on are
+    never in a training batch, and the test digits are seen once."""
+    from bplib.cases import mnist
+    n = 1000
+    xtr = np.zeros((n, 28, 28), np.uint8)
+    xtr[:, 0, 0], xtr[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
+    xte = np.full((50, 28, 28), 255, np.uint8)
+    monkeypatch.setattr(mnist, "load_mnist", lambda: ((xtr, np.arange(n) % 10), (xte, np.arange(50) % 10)))
+    seen = {64: set(), 200: set(), 50: set()}
+    real_forward = mnist.Sequential.forward
+
+    def spy(self, x):
+        pix = np.rint((x[:, 0, 0, :2] * mnist.STD + mnist.MEAN) * 255).astype(int)
+        seen[len(x)].update((pix[:, 0] + 256 * pix[:, 1]).tolist())
+        return real_forward(self, x)
+
+    monkeypatch.setattr(mnist.Sequential, "forward", spy)
+    result, _ = mnist.train(epochs=2, n_train=128, val_size=200, c1=2, c2=2, hidden=4, quiet=True)
+    train, val = seen[64], seen[200]
+    assert len(train) == 128 and len(val) == 200 and not train & val
+    assert result["val_size"] == 200 and result["train_size"] == 128
+
+
+def test_imdb_train_validates_every_epoch_and_tests_once(monkeypatch):
+    from bplib.cases import imdb
+    real = imdb.predict_proba
+    calls, snapshots = [], []
+
+    def spy(model, ids, lengths, batch_size=250):
+        calls.append(len(lengths))
+        snapshots.append({k: v.copy() for k, v in model.params.items()})
+        return real(model, ids, lengths, batch_size)
+
+    monkeypatch.setattr(imdb, "predict_proba", spy)
+    result, model = imdb.train(epochs=2, n_train=200, val_size=150, vocab_size=500, embed_dim=4, hidden=4,
+                               max_len=50, quiet=True)
+    assert calls == [150, 150, 5000], calls
+    assert result["val_size"] == 150 and result["train_size"] == 200 and result["test_size"] == 5000
+    chosen = result["chosen_epoch"]
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(v, snapshots[chosen - 1][k])
+
+
+# ----------------------------------------------------------------------------
 # IMDB LSTM
 # ----------------------------------------------------------------------------
 def _order_task(n, rng, vocab=12, max_len=12):
@@ -220,3 +332,43 @@ def test_pong_checkpoint_resumes(tmp_path):
     assert second["updates"] > first["updates"]
     with open(os.path.join(out, "metrics.csv")) as f:
         assert len(f.read().strip().splitlines()) == 1 + 2
+
+
+# ----------------------------------------------------------------------------
+# what batch norm and dropout change (scripts/mnist_bn_dropout.py, read by a chapter)
+# ----------------------------------------------------------------------------
+def _bn_dropout_script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mnist_bn_dropout", os.path.join(ROOT, "scripts", "mnist_bn_dropout.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bn_dropout_variants_start_from_the_same_weights():
+    from bplib.layers import BatchNorm, Conv2D, Dense, Dropout
+    script = _bn_dropout_script()
+    weights = {}
+    for v in script.VARIANTS:
+        model = script.build(v)
+        kinds = [type(l) for l in model.layers]
+        assert (BatchNorm in kinds) == ("batchnorm" in v) and (Dropout in kinds) == ("dropout" in v)
+        weights[v] = [l.params["W"] for l in model.layers if isinstance(l, (Conv2D, Dense))]
+    for v in script.VARIANTS[1:]:
+        for a, b in zip(weights["plain"], weights[v]):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown variant"):
+        script.build("layernorm")
+
+
+def test_bn_dropout_stored_results_are_consistent():
+    import csv
+    result = _result("mnist_bn_dropout")
+    with open(os.path.join(RESULTS, "mnist_bn_dropout", "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert not any("test" in k for k in rows[0])                # model selection never sees the test set
+    for v, best in result["variants"].items():
+        mine = [r for r in rows if r["variant"] == v]
+        assert len(mine) == result["epochs"]
+        val = [float(r["val_accuracy"]) for r in mine]
+        assert best["chosen_epoch"] == 1 + int(np.argmax(val)) and best["val_accuracy"] == max(val)

@@ -17,6 +17,12 @@ an LSTM runs left to right, so the padded steps come after every real step
 and cannot change the state at the last real step. The pooling reads only real
 steps (``mask``), and its backward sends gradient only to them, so the padded
 steps get dL/dh = 0 and change nothing.
+
+Validation protocol: ``--val-size`` (default 2,500) of the training reviews,
+drawn with a fixed seed (``--val-seed``), are set aside as a validation set;
+the vocabulary and the weights are learned from the rest. After every epoch
+the validation accuracy is logged; the epoch with the best one is chosen and
+its weights kept. The 5,000 held-out test reviews are used once, at the end.
 """
 import argparse
 import json
@@ -25,7 +31,7 @@ import time
 
 import numpy as np
 
-from bplib.cases import write_metrics
+from bplib.cases import validation_split, write_metrics
 from bplib.data import Vocabulary, load_imdb
 from bplib.layers import LSTM, Dense, Embedding, sigmoid_forward
 from bplib.losses import binary_cross_entropy
@@ -130,20 +136,26 @@ def encode(vocab, texts, max_len):
 
 
 def train(epochs=3, seed=0, batch_size=64, lr=2e-3, lr_decay=0.5, vocab_size=10000, embed_dim=32, hidden=64,
-          max_len=400, clip=5.0, n_train=None, out=None, quiet=False):
-    """Train on load_imdb's training part, evaluate on its held-out 5,000 after every epoch."""
+          max_len=400, clip=5.0, n_train=None, val_size=2500, val_seed=0, out=None, quiet=False):
+    """Train on load_imdb's training part minus a validation part of ``val_size`` (drawn with
+    ``val_seed``), choose the epoch with the best validation accuracy, keep its weights and
+    report their accuracy on the held-out 5,000 test reviews (used once, at the end)."""
     from tqdm import tqdm
     t_start = time.time()
     (tr_texts, ytr), (te_texts, yte) = load_imdb()
+    tr_idx, val_idx = validation_split(len(tr_texts), val_size, val_seed)
+    val_texts, yval = [tr_texts[i] for i in val_idx], ytr[val_idx]
+    tr_texts, ytr = [tr_texts[i] for i in tr_idx], ytr[tr_idx]
     if n_train:
         tr_texts, ytr = tr_texts[:n_train], ytr[:n_train]
     vocab = Vocabulary.build(tr_texts, max_size=vocab_size)
     ids_tr, len_tr = encode(vocab, tr_texts, max_len)
-    ids_te, len_te = encode(vocab, te_texts, max_len)
+    ids_val, len_val = encode(vocab, val_texts, max_len)
     rng = np.random.default_rng(seed)
     model = SentimentLSTM(len(vocab), embed_dim, hidden, rng=np.random.default_rng(seed))
     opt = Adam(model, lr=lr)
     rows, t0, cpu0 = [], time.time(), time.process_time()
+    best_val, best_epoch, best_params = -1.0, 0, None
     for epoch in range(1, epochs + 1):
         losses, correct, seen = [], 0, 0
         bar = tqdm(bucket_batches(len_tr, batch_size, rng), desc=f"epoch {epoch}/{epochs}", disable=quiet,
@@ -166,16 +178,25 @@ def train(epochs=3, seed=0, batch_size=64, lr=2e-3, lr_decay=0.5, vocab_size=100
             if i % 10 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", acc=f"{correct / seen:.4f}")
         opt.lr *= lr_decay
-        p = predict_proba(model, ids_te, len_te)
-        test_acc = float(((p > 0.5) == yte).mean())
+        val_acc = float(((predict_proba(model, ids_val, len_val) > 0.5) == yval).mean())
+        if val_acc > best_val:                        # the first epoch wins a tie
+            best_val, best_epoch = val_acc, epoch
+            best_params = {k: v.copy() for k, v in model.params.items()}
         rows.append(dict(epoch=epoch, train_loss=round(float(np.mean(losses)), 5),
-                         train_accuracy=round(correct / seen, 5), test_accuracy=round(test_acc, 5),
+                         train_accuracy=round(correct / seen, 5), val_accuracy=round(val_acc, 5),
                          seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time() - cpu0, 1)))
         if not quiet:
             tqdm.write(f"epoch {epoch}: train loss {rows[-1]['train_loss']:.4f}, train acc "
-                       f"{rows[-1]['train_accuracy']:.4f}, test acc {test_acc:.4f}, {rows[-1]['seconds']:.0f} s")
-    result = dict(case="imdb", epochs=epochs, seed=seed, test_accuracy=rows[-1]["test_accuracy"],
-                  test_size=len(yte), train_seconds=round(time.time() - t0, 1),
+                       f"{rows[-1]['train_accuracy']:.4f}, val acc {val_acc:.4f}, {rows[-1]['seconds']:.0f} s")
+    train_seconds = round(time.time() - t0, 1)
+    for k, v in model.params.items():                 # back to the chosen epoch's weights
+        v[...] = best_params[k]
+    ids_te, len_te = encode(vocab, te_texts, max_len)
+    p = predict_proba(model, ids_te, len_te)          # the only look at the test reviews
+    test_acc = float(((p > 0.5) == yte).mean())
+    result = dict(case="imdb", epochs=epochs, seed=seed, chosen_epoch=best_epoch,
+                  val_accuracy=round(best_val, 5), val_size=len(yval), train_size=len(ytr),
+                  test_accuracy=round(test_acc, 5), test_size=len(yte), train_seconds=train_seconds,
                   train_cpu_seconds=rows[-1]["cpu_seconds"],
                   total_seconds=round(time.time() - t_start, 1),
                   parameters=int(sum(v.size for v in model.params.values())))
@@ -200,12 +221,14 @@ def main(argv=None):
     ap.add_argument("--max-len", type=int, default=400, help="keep the last MAX_LEN tokens of a review")
     ap.add_argument("--clip", type=float, default=5.0, help="clip the gradient norm (0 = off)")
     ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--val-size", type=int, default=2500, help="training reviews set aside for validation")
+    ap.add_argument("--val-seed", type=int, default=0, help="seed of the validation split")
     ap.add_argument("--out", default="runs/imdb")
     args = ap.parse_args(argv)
     result, _ = train(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                       lr_decay=args.lr_decay, vocab_size=args.vocab_size, embed_dim=args.embed_dim,
                       hidden=args.hidden, max_len=args.max_len, clip=args.clip, n_train=args.n_train,
-                      out=args.out)
+                      val_size=args.val_size, val_seed=args.val_seed, out=args.out)
     print(json.dumps(result))
     return result
 

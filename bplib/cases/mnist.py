@@ -9,8 +9,15 @@ The network (every layer from ``bplib.layers``)::
     Conv2D(C1, C2, 5) -> ReLU -> MaxPool2D(2)      (N, C2, 4, 4)
     Flatten -> Dense(16 C2, H) -> ReLU -> Dense(H, 10)   logits (N, 10)
 
-trained with softmax cross-entropy and Adam on the 60,000 training digits, the
-learning rate decayed by ``--lr-decay`` after every epoch. ``--shift S``
+trained with softmax cross-entropy and Adam, the learning rate decayed by
+``--lr-decay`` after every epoch.
+
+Validation protocol: ``--val-size`` (default 5,000) of the 60,000 training
+digits, drawn with a fixed seed (``--val-seed``), are set aside as a validation
+set; the network trains on the other 55,000. After every epoch the validation
+accuracy is logged; the epoch with the best validation accuracy is chosen and
+its weights kept. The 10,000 test digits are used once, at the end, to report
+the accuracy of the chosen weights. ``--shift S``
 (default 0: six epochs reach 99% without it) moves every training digit by up
 to S pixels at random, a cheap augmentation: the digit moves, its label does not.
 """
@@ -21,7 +28,7 @@ import time
 
 import numpy as np
 
-from bplib.cases import write_metrics
+from bplib.cases import validation_split, write_metrics
 from bplib.data import load_mnist
 from bplib.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
 from bplib.losses import softmax_cross_entropy
@@ -94,17 +101,24 @@ def load_weights(path):
 
 
 def train(epochs=6, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=16, c2=32, hidden=128,
-          n_train=None, out=None, quiet=False):
-    """Train and evaluate; returns the final metrics (and writes them under ``out`` if given)."""
+          n_train=None, val_size=5000, val_seed=0, out=None, quiet=False):
+    """Train on the training digits minus a validation part of ``val_size`` (drawn with
+    ``val_seed``), choose the epoch with the best validation accuracy, keep its weights,
+    and report their test accuracy (the test digits are used once, at the end).
+    Returns ``(result, model)`` and writes metrics, result and weights under ``out`` if given."""
     from tqdm import tqdm
     (xtr, ytr), (xte, yte) = load_mnist()
+    tr_idx, val_idx = validation_split(len(xtr), val_size, val_seed)
+    xval, yval = to_input(xtr[val_idx]), ytr[val_idx]
+    xtr, ytr = xtr[tr_idx], ytr[tr_idx]
     if n_train:
         xtr, ytr = xtr[:n_train], ytr[:n_train]
-    xtr, xte = to_input(xtr), to_input(xte)
+    xtr = to_input(xtr)
     rng = np.random.default_rng(seed)
     model = build_model(c1, c2, hidden, rng=np.random.default_rng(seed))
     opt = Adam(model, lr=lr)
     rows, t0, cpu0 = [], time.time(), time.process_time()
+    best_val, best_epoch, best_params = -1.0, 0, None
     for epoch in range(1, epochs + 1):
         order = rng.permutation(len(xtr))
         losses, correct, seen = [], 0, 0
@@ -123,16 +137,23 @@ def train(epochs=6, seed=0, batch_size=64, lr=1e-3, lr_decay=0.75, shift=0, c1=1
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}", acc=f"{correct / seen:.4f}")
         opt.lr *= lr_decay
-        test_acc = accuracy(model, xte, yte)
+        val_acc = accuracy(model, xval, yval)
+        if val_acc > best_val:                        # the first epoch wins a tie
+            best_val, best_epoch = val_acc, epoch
+            best_params = {k: v.copy() for k, v in model.params.items()}
         rows.append(dict(epoch=epoch, train_loss=round(float(np.mean(losses)), 5),
-                         train_accuracy=round(correct / seen, 5), test_accuracy=round(test_acc, 5),
+                         train_accuracy=round(correct / seen, 5), val_accuracy=round(val_acc, 5),
                          seconds=round(time.time() - t0, 1), cpu_seconds=round(time.process_time() - cpu0, 1)))
         if not quiet:
             tqdm.write(f"epoch {epoch}: train loss {rows[-1]['train_loss']:.4f}, train acc "
-                       f"{rows[-1]['train_accuracy']:.4f}, test acc {test_acc:.4f}, {rows[-1]['seconds']:.0f} s")
+                       f"{rows[-1]['train_accuracy']:.4f}, val acc {val_acc:.4f}, {rows[-1]['seconds']:.0f} s")
     train_seconds = time.time() - t0
-    result = dict(case="mnist", epochs=epochs, seed=seed, test_accuracy=rows[-1]["test_accuracy"],
-                  test_errors=int(round((1 - rows[-1]["test_accuracy"]) * len(yte))),
+    for k, v in model.params.items():                 # back to the chosen epoch's weights
+        v[...] = best_params[k]
+    test_acc = accuracy(model, to_input(xte), yte)    # the only look at the test digits
+    result = dict(case="mnist", epochs=epochs, seed=seed, chosen_epoch=best_epoch,
+                  val_accuracy=round(best_val, 5), val_size=len(yval), train_size=len(ytr),
+                  test_accuracy=round(test_acc, 5), test_errors=int(round((1 - test_acc) * len(yte))),
                   train_seconds=round(train_seconds, 1), train_cpu_seconds=rows[-1]["cpu_seconds"],
                   parameters=int(sum(v.size for v in model.params.values())))
     if out:
@@ -153,11 +174,13 @@ def main(argv=None):
     ap.add_argument("--c2", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--n-train", type=int, default=None, help="use only the first N training digits")
+    ap.add_argument("--val-size", type=int, default=5000, help="training digits set aside for validation")
+    ap.add_argument("--val-seed", type=int, default=0, help="seed of the validation split")
     ap.add_argument("--out", default="runs/mnist", help="folder for metrics.csv, weights.npz, result.json")
     args = ap.parse_args(argv)
     result, _ = train(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                       lr_decay=args.lr_decay, shift=args.shift, c1=args.c1, c2=args.c2, hidden=args.hidden,
-                      n_train=args.n_train, out=args.out)
+                      n_train=args.n_train, val_size=args.val_size, val_seed=args.val_seed, out=args.out)
     print(json.dumps(result))
     return result
 
