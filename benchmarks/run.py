@@ -12,6 +12,18 @@ Workloads (float32 timings, float64 agreement check first):
     conv2d       Conv2D alone, batch 64, 8->16 channels, 12x12, 5x5: forward + backward (dx too)
     mnist_epoch  a measured fraction of a real MNIST epoch (shuffled batches of 64 cut
                  from the float32 training set, LeNet steps), scaled to 60000/64 steps
+    batchnorm    BatchNorm(16), training mode, on (64, 16, 12, 12): forward + backward
+    layernorm    LayerNorm(64) on (32, 100, 64): forward + backward
+    attention    MultiHeadSelfAttention(64, 4 heads) on (32, 64, 64) against
+                 nn.MultiheadAttention(batch_first=True): forward + backward
+    transformer_block  TransformerBlock(64, 4 heads, mlp_hidden 256, causal) on (32, 64, 64)
+                 against the same pre-norm block of torch modules: forward + backward
+
+Agreement (float64) also covers BatchNorm ((N, D) and (N, C, H, W), training steps with
+running statistics, then eval), LayerNorm, Dropout (the same mask in both libraries),
+every optimizer (SGD with momentum, weight decay and a learning-rate change; RMSProp;
+Adam with weight decay; AdamW; StepLR) and, when bplib has them, MultiHeadSelfAttention
+and TransformerBlock.
 
 Both libraries run in this one process on the very same arrays; bplib and torch
 runs are interleaved so that a busy neighbour on a shared machine slows both.
@@ -38,7 +50,7 @@ from bplib import losses, optim
 from bplib.gradcheck import rel_error
 
 BATCH, LR = 64, 0.01
-WORKLOADS = ("lenet_step", "lstm", "conv2d", "mnist_epoch")
+WORKLOADS = ("lenet_step", "lstm", "conv2d", "mnist_epoch", "batchnorm", "layernorm", "attention", "transformer_block")
 
 
 # ----------------------------------------------------------------------------
@@ -206,6 +218,282 @@ def tt(a, grad=False):
 
 
 # ----------------------------------------------------------------------------
+# 1b. agreement of the newer layers and the optimizers (float64)
+# ----------------------------------------------------------------------------
+def _t64(a, grad=False):
+    return tt(np.array(a, dtype=np.float64), grad)
+
+
+def agree_norms(errors, seed=2):
+    """BatchNorm ((N, D) and (N, C, H, W); 3 training steps, then eval) and LayerNorm
+    against torch's modules, gamma and beta not at their initial values."""
+    rng = np.random.default_rng(seed)
+    for shape, tmod in (((16, 6), torch.nn.BatchNorm1d), ((8, 3, 5, 4), torch.nn.BatchNorm2d)):
+        C = shape[1]
+        bn = L.BatchNorm(C, eps=1e-5, momentum=0.1, dtype=np.float64)
+        bn.params["gamma"][:] = rng.uniform(0.5, 1.5, C)
+        bn.params["beta"][:] = rng.standard_normal(C)
+        tbn = tmod(C, eps=1e-5, momentum=0.1, dtype=torch.float64)
+        with torch.no_grad():
+            tbn.weight.copy_(torch.from_numpy(bn.params["gamma"]))
+            tbn.bias.copy_(torch.from_numpy(bn.params["beta"]))
+        name = f"batchnorm {shape}"
+        for step, mode in enumerate(("train", "train", "train", "eval")):
+            x = 2 * rng.standard_normal(shape) + 1.5
+            dout = rng.standard_normal(shape)
+            bn.train(mode == "train"), tbn.train(mode == "train")
+            out = bn.forward(x)
+            dx = bn.backward(dout)
+            tx = _t64(x, grad=True)
+            tbn.zero_grad(set_to_none=True)
+            tout = tbn(tx)
+            tout.backward(_t64(dout))
+            key = f"{name} {mode} {step}"
+            errors[f"{key} out"] = rel_error(tout.detach().numpy(), out)
+            errors[f"{key} dx"] = rel_error(tx.grad.numpy(), dx)
+            errors[f"{key} dgamma"] = rel_error(tbn.weight.grad.numpy(), bn.grads["gamma"])
+            errors[f"{key} dbeta"] = rel_error(tbn.bias.grad.numpy(), bn.grads["beta"])
+            errors[f"{key} running_mean"] = rel_error(tbn.running_mean.numpy(), bn.running_mean)
+            errors[f"{key} running_var"] = rel_error(tbn.running_var.numpy(), bn.running_var)
+    for shape in ((4, 7, 10), (6, 10)):
+        D = shape[-1]
+        ln = L.LayerNorm(D, eps=1e-5, dtype=np.float64)
+        ln.params["gamma"][:] = rng.uniform(0.5, 1.5, D)
+        ln.params["beta"][:] = rng.standard_normal(D)
+        tln = torch.nn.LayerNorm(D, eps=1e-5, dtype=torch.float64)
+        with torch.no_grad():
+            tln.weight.copy_(torch.from_numpy(ln.params["gamma"]))
+            tln.bias.copy_(torch.from_numpy(ln.params["beta"]))
+        for step in range(2):
+            x = 3 * rng.standard_normal(shape) - 1
+            dout = rng.standard_normal(shape)
+            out = ln.forward(x)
+            dx = ln.backward(dout)
+            tx = _t64(x, grad=True)
+            tln.zero_grad(set_to_none=True)
+            tout = tln(tx)
+            tout.backward(_t64(dout))
+            key = f"layernorm {shape} {step}"
+            errors[f"{key} out"] = rel_error(tout.detach().numpy(), out)
+            errors[f"{key} dx"] = rel_error(tx.grad.numpy(), dx)
+            errors[f"{key} dgamma"] = rel_error(tln.weight.grad.numpy(), ln.grads["gamma"])
+            errors[f"{key} dbeta"] = rel_error(tln.bias.grad.numpy(), ln.grads["beta"])
+
+
+def agree_dropout(errors, p=0.3, seed=3):
+    """Dropout: same mask -> same output and gradient. bplib's mask drives torch's
+    autograd (x * mask / (1 - p)), torch's own mask (``aten.native_dropout``) drives
+    bplib's backward; eval mode is the identity in both."""
+    rng = np.random.default_rng(seed)
+    x, dout = rng.standard_normal((6, 4, 5)), rng.standard_normal((6, 4, 5))
+    drop = L.Dropout(p, rng=np.random.default_rng(seed))
+    out = drop.forward(x)
+    dx = drop.backward(dout)
+    tx = _t64(x, grad=True)
+    tout = tx * torch.from_numpy(drop.mask) / (1 - p)
+    tout.backward(_t64(dout))
+    errors["dropout bplib mask out"] = rel_error(tout.detach().numpy(), out)
+    errors["dropout bplib mask dx"] = rel_error(tx.grad.numpy(), dx)
+    tout, tmask = torch.ops.aten.native_dropout(_t64(x), p, True)
+    drop.forward(x)
+    drop.mask = tmask.numpy()                                   # torch's mask in bplib's layer
+    errors["dropout torch mask out"] = rel_error(tout.numpy(), x * drop.mask * (1 / (1 - p)))
+    errors["dropout torch mask dx"] = rel_error(
+        torch.ops.aten.native_dropout_backward(_t64(dout), tmask, 1 / (1 - p)).numpy(), drop.backward(dout))
+    drop.eval()
+    tout = torch.nn.functional.dropout(_t64(x), p, training=False)
+    errors["dropout eval out"] = rel_error(tout.numpy(), drop.forward(x))
+    errors["dropout eval dx"] = rel_error(dout, drop.backward(dout))
+
+
+class _Quadratic:
+    """A model for the optimizers: params W, b; loss 1/2 |W - W*|^2 + 1/2 |b - b*|^2 + cubic term."""
+
+    def __init__(self, rng):
+        self.params = {"W": rng.standard_normal((5, 4)), "b": rng.standard_normal(4)}
+        self.target = {k: rng.standard_normal(v.shape) for k, v in self.params.items()}
+        self.grads = {}
+
+    def gradient(self, p, k):
+        """dL/dp; works on numpy arrays and torch tensors alike."""
+        return (p - self.target[k] if isinstance(p, np.ndarray) else p - torch.from_numpy(self.target[k])) + 0.1 * p ** 3
+
+    def backward(self):
+        self.grads = {k: self.gradient(p, k) for k, p in self.params.items()}
+
+
+def agree_optimizers(errors, seed=4):
+    """Every bplib optimizer against its torch.optim counterpart, several steps on the
+    same model and gradients: SGD with momentum and weight decay and a learning-rate
+    change between steps (0.05 -> 0.01), plain SGD, RMSProp, Adam with weight decay,
+    AdamW, and SGD with momentum under StepLR."""
+    cases = [
+        ("SGD(momentum 0.9, weight_decay 1e-3, lr 0.05->0.01)", lambda m: optim.SGD(m, lr=0.05, momentum=0.9, weight_decay=1e-3),
+         lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3), {2: 0.01}, None),
+        ("SGD(weight_decay 1e-2)", lambda m: optim.SGD(m, lr=0.05, weight_decay=1e-2),
+         lambda ps: torch.optim.SGD(ps, lr=0.05, weight_decay=1e-2), {}, None),
+        ("RMSProp", lambda m: optim.RMSProp(m, lr=0.01, decay=0.99, eps=1e-8),
+         lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.99, eps=1e-8), {}, None),
+        ("Adam(weight_decay 1e-2)", lambda m: optim.Adam(m, lr=0.01, weight_decay=1e-2),
+         lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=1e-2), {}, None),
+        ("AdamW(weight_decay 0.1)", lambda m: optim.AdamW(m, lr=0.01, weight_decay=0.1),
+         lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1), {}, None),
+        ("SGD(momentum 0.9) + StepLR(2, 0.5)", lambda m: optim.SGD(m, lr=0.05, momentum=0.9),
+         lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), {}, (2, 0.5)),
+    ]
+    for name, make, tmake, lr_changes, sched in cases:
+        model = _Quadratic(np.random.default_rng(seed))
+        tparams = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
+        opt, topt = make(model), tmake(list(tparams.values()))
+        if sched:
+            sch, tsch = optim.StepLR(opt, *sched), torch.optim.lr_scheduler.StepLR(topt, *sched)
+        for step in range(6):
+            if step in lr_changes:                              # a schedule by hand, between steps
+                opt.lr = lr_changes[step]
+                for group in topt.param_groups:
+                    group["lr"] = lr_changes[step]
+            model.backward()
+            opt.step()
+            with torch.no_grad():
+                for k, tp in tparams.items():
+                    tp.grad = model.gradient(tp.detach().clone(), k)
+            topt.step()
+            if sched:
+                sch.step()
+                tsch.step()
+                errors[f"optim {name} step {step} lr"] = rel_error(tsch.get_last_lr()[0], opt.lr)
+            for k, p in model.params.items():
+                errors[f"optim {name} step {step} {k}"] = rel_error(tparams[k].detach().numpy(), p)
+
+
+class AttentionPair:
+    """bplib's MultiHeadSelfAttention and torch's nn.MultiheadAttention(batch_first=True), same weights."""
+
+    def __init__(self, D, h, causal, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        self.layer = L.MultiHeadSelfAttention(D, h, causal=causal, rng=rng, dtype=dtype)
+        for k in ("bqkv", "bo"):                                  # biases not at their initial zeros
+            self.layer.params[k][:] = 0.1 * rng.standard_normal(self.layer.params[k].shape)
+        tdtype = torch.float64 if dtype == np.float64 else torch.float32
+        self.tmha = torch.nn.MultiheadAttention(D, h, batch_first=True, dtype=tdtype)
+        self.tmha.load_state_dict({k: torch.from_numpy(v) for k, v in self.layer.torch_state_dict().items()})
+        self.causal = causal
+
+    def run_bplib(self, x, dout):
+        out = self.layer.forward(x)
+        return out, self.layer.backward(dout)
+
+    def run_torch(self, x, dout):
+        self.tmha.zero_grad(set_to_none=True)
+        x.grad = None
+        T = x.shape[1]
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None   # True = blocked
+        out, _ = self.tmha(x, x, x, need_weights=False, attn_mask=mask)
+        out.backward(dout)
+        return out, x.grad
+
+    def torch_grads(self):
+        names = L.MultiHeadSelfAttention.TORCH_NAMES
+        params = dict(self.tmha.named_parameters())
+        return {k: params[t].grad.numpy() for k, t in names.items()}
+
+
+class BlockPair:
+    """bplib's TransformerBlock and the same pre-norm block from torch modules, same weights."""
+
+    def __init__(self, D, h, hidden, causal, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        self.block = b = L.TransformerBlock(D, h, hidden, causal=causal, rng=rng, dtype=dtype)
+        for k, v in b.params.items():                             # gamma, beta, biases off their initial values
+            if not k.endswith(("W", "Wqkv", "Wo")):
+                v[:] = (1 if k.endswith("gamma") else 0) + 0.1 * rng.standard_normal(v.shape)
+        tdtype = torch.float64 if dtype == np.float64 else torch.float32
+        nn = torch.nn
+        self.t = {"ln1": nn.LayerNorm(D, dtype=tdtype), "ln2": nn.LayerNorm(D, dtype=tdtype),
+                  "attn": nn.MultiheadAttention(D, h, batch_first=True, dtype=tdtype),
+                  "fc1": nn.Linear(D, hidden, dtype=tdtype), "fc2": nn.Linear(hidden, D, dtype=tdtype)}
+        with torch.no_grad():
+            for s in ("ln1", "ln2"):
+                self.t[s].weight.copy_(torch.from_numpy(b.params[f"{s}.gamma"]))
+                self.t[s].bias.copy_(torch.from_numpy(b.params[f"{s}.beta"]))
+            for s in ("fc1", "fc2"):                               # Dense keeps W as (D, M): torch's weight is W^T
+                self.t[s].weight.copy_(torch.from_numpy(b.params[f"{s}.W"].T.copy()))
+                self.t[s].bias.copy_(torch.from_numpy(b.params[f"{s}.b"]))
+        self.t["attn"].load_state_dict({k: torch.from_numpy(v) for k, v in b.attn.torch_state_dict().items()})
+        self.causal = causal
+
+    def run_bplib(self, x, dout):
+        out = self.block.forward(x)
+        return out, self.block.backward(dout)
+
+    def run_torch(self, x, dout):
+        for m in self.t.values():
+            m.zero_grad(set_to_none=True)
+        x.grad = None
+        T, t = x.shape[1], self.t
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None
+        a = t["ln1"](x)
+        hh = x + t["attn"](a, a, a, need_weights=False, attn_mask=mask)[0]
+        out = hh + t["fc2"](torch.relu(t["fc1"](t["ln2"](hh))))
+        out.backward(dout)
+        return out, x.grad
+
+    def torch_grads(self):
+        g = {}
+        for s in ("ln1", "ln2"):
+            g[f"{s}.gamma"], g[f"{s}.beta"] = self.t[s].weight.grad.numpy(), self.t[s].bias.grad.numpy()
+        for s in ("fc1", "fc2"):
+            g[f"{s}.W"], g[f"{s}.b"] = self.t[s].weight.grad.numpy().T, self.t[s].bias.grad.numpy()
+        params = dict(self.t["attn"].named_parameters())
+        for k, tname in L.MultiHeadSelfAttention.TORCH_NAMES.items():
+            g[f"attn.{k}"] = params[tname].grad.numpy()
+        return g
+
+
+ATTN_SHAPE, ATTN_HEADS, BLOCK_HIDDEN = (32, 64, 64), 4, 256      # (N, T, D); timings
+
+
+def attention_inputs(shape, dtype, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+
+
+def agree_attention(errors):
+    """MultiHeadSelfAttention against nn.MultiheadAttention(batch_first=True) (plain and causal),
+    and TransformerBlock against the same block built from torch modules: output, dx, every grad."""
+    for causal in (False, True):
+        x, dout = attention_inputs((3, 7, 12), np.float64)
+        pair = AttentionPair(12, 3, causal, np.float64)
+        out, dx = pair.run_bplib(x, dout)
+        tx = tt(x.copy(), grad=True)
+        tout, tdx = pair.run_torch(tx, tt(dout))
+        name = f"attention{' causal' if causal else ''}"
+        errors[f"{name} out"] = rel_error(tout.detach().numpy(), out)
+        errors[f"{name} dx"] = rel_error(tdx.numpy(), dx)
+        for k, g in pair.torch_grads().items():
+            errors[f"{name} d{k}"] = rel_error(g, pair.layer.grads[k])
+        pair = BlockPair(12, 3, 20, causal, np.float64)
+        out, dx = pair.run_bplib(x, dout)
+        tx = tt(x.copy(), grad=True)
+        tout, tdx = pair.run_torch(tx, tt(dout))
+        name = f"transformer_block{' causal' if causal else ''}"
+        errors[f"{name} out"] = rel_error(tout.detach().numpy(), out)
+        errors[f"{name} dx"] = rel_error(tdx.numpy(), dx)
+        tg = pair.torch_grads()
+        assert set(tg) == set(pair.block.grads), (set(tg) ^ set(pair.block.grads))
+        for k, g in tg.items():
+            errors[f"{name} d{k}"] = rel_error(g, pair.block.grads[k])
+
+
+def bench_attention(repeats, block=False):
+    x, dout = attention_inputs(ATTN_SHAPE, np.float32)
+    D = ATTN_SHAPE[2]
+    pair = BlockPair(D, ATTN_HEADS, BLOCK_HIDDEN, True, np.float32) if block else AttentionPair(D, ATTN_HEADS, False, np.float32)
+    tx, tdout = tt(x.copy(), grad=True), tt(dout)
+    return time_pair(lambda: pair.run_bplib(x, dout), lambda: pair.run_torch(tx, tdout), repeats)
+
+
+# ----------------------------------------------------------------------------
 # 1. agreement in float64
 # ----------------------------------------------------------------------------
 def check_agreement(tol=1e-10):
@@ -241,6 +529,13 @@ def check_agreement(tol=1e-10):
     errors["conv2d dx"] = rel_error(tdx.numpy(), dx)
     for k, g in pair.layer.grads.items():
         errors[f"conv2d d{k}"] = rel_error(pair.tp[k].grad.numpy(), g)
+
+    if hasattr(L, "BatchNorm"):                                 # not in bplib/layers.py of older revisions
+        agree_norms(errors)
+        agree_dropout(errors)
+    agree_optimizers(errors)
+    if hasattr(L, "MultiHeadSelfAttention"):
+        agree_attention(errors)
 
     worst = max(errors, key=errors.get)
     bad = {k: e for k, e in errors.items() if not e < tol}
@@ -290,6 +585,48 @@ def bench_lstm(repeats):
 def bench_conv(repeats):
     pair = ConvPair(np.float32)
     x, dout = conv_inputs(np.float32)
+    tx, tdout = tt(x.copy(), grad=True), tt(dout)
+    return time_pair(lambda: pair.run_bplib(x, dout), lambda: pair.run_torch(tx, tdout), repeats)
+
+
+class NormPair:
+    """BatchNorm (training mode) or LayerNorm in both libraries; forward + backward
+    (dx, dgamma, dbeta), gamma and beta not at their initial values."""
+
+    def __init__(self, kind, shape, dtype, seed=0):
+        rng = np.random.default_rng(seed)
+        D = shape[1] if kind == "batchnorm" else shape[-1]
+        self.layer = L.BatchNorm(D, dtype=dtype) if kind == "batchnorm" else L.LayerNorm(D, dtype=dtype)
+        self.layer.params["gamma"][:] = rng.uniform(0.5, 1.5, D)
+        self.layer.params["beta"][:] = rng.standard_normal(D)
+        tdtype = torch.float64 if dtype == np.float64 else torch.float32
+        if kind == "batchnorm":
+            self.tlayer = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(D, dtype=tdtype)
+        else:
+            self.tlayer = torch.nn.LayerNorm(D, dtype=tdtype)
+        with torch.no_grad():
+            self.tlayer.weight.copy_(torch.from_numpy(self.layer.params["gamma"]))
+            self.tlayer.bias.copy_(torch.from_numpy(self.layer.params["beta"]))
+
+    def run_bplib(self, x, dout):
+        out = self.layer.forward(x)
+        return out, self.layer.backward(dout)
+
+    def run_torch(self, x, dout):
+        self.tlayer.zero_grad(set_to_none=True)
+        x.grad = None
+        out = self.tlayer(x)
+        out.backward(dout)
+        return out, x.grad
+
+
+BN_SHAPE, LN_SHAPE = (64, 16, 12, 12), (32, 100, 64)
+
+
+def bench_norm(kind, shape, repeats):
+    pair = NormPair(kind, shape, np.float32)
+    rng = np.random.default_rng(1)
+    x, dout = (3 * rng.standard_normal(shape) + 1).astype(np.float32), rng.standard_normal(shape).astype(np.float32)
     tx, tdout = tt(x.copy(), grad=True), tt(dout)
     return time_pair(lambda: pair.run_bplib(x, dout), lambda: pair.run_torch(tx, tdout), repeats)
 
@@ -415,9 +752,20 @@ def main(argv=None):
     benches = {"lenet_step": (bench_lenet, repeats, "ms"),
                "lstm": (bench_lstm, repeats, "ms"),
                "conv2d": (bench_conv, repeats * 2, "ms"),
-               "mnist_epoch": (bench_mnist_epoch, max(3, repeats // 6), "s")}
+               "mnist_epoch": (bench_mnist_epoch, max(3, repeats // 6), "s"),
+               "batchnorm": (lambda r: bench_norm("batchnorm", BN_SHAPE, r), repeats * 2, "ms"),
+               "layernorm": (lambda r: bench_norm("layernorm", LN_SHAPE, r), repeats * 2, "ms"),
+               "attention": (bench_attention, repeats, "ms"),
+               "transformer_block": (lambda r: bench_attention(r, block=True), repeats, "ms")}
+    if not hasattr(L, "MultiHeadSelfAttention"):               # bplib/layers.py of an older revision
+        benches.pop("attention"), benches.pop("transformer_block")
+    if not hasattr(L, "BatchNorm"):
+        benches.pop("batchnorm"), benches.pop("layernorm")
     results = {}
     for name in args.only or WORKLOADS:
+        if name not in benches:
+            print(f"{name}: not in this bplib/layers.py, skipped")
+            continue
         fn, reps, unit = benches[name]
         res = fn(reps)
         if res is None:                                         # no MNIST: scale the step time
@@ -425,17 +773,17 @@ def main(argv=None):
             res = [t * 60000 / BATCH / 1e3 for t in a], [t * 60000 / BATCH / 1e3 for t in b]
         results[name] = res + (unit,)
 
-    print(f"\n{'workload':<12} {'unit':>4} {'bplib median':>13} {'(min-max)':>17} "
+    print(f"\n{'workload':<17} {'unit':>4} {'bplib median':>13} {'(min-max)':>17} "
           f"{'torch median':>13} {'(min-max)':>17} {'ratio':>6}")
     for name, (a, b, unit) in results.items():
         ma, mb = statistics.median(a), statistics.median(b)
-        print(f"{name:<12} {unit:>4} {ma:>13.2f} {f'({min(a):.2f}-{max(a):.2f})':>17} "
+        print(f"{name:<17} {unit:>4} {ma:>13.2f} {f'({min(a):.2f}-{max(a):.2f})':>17} "
               f"{mb:>13.2f} {f'({min(b):.2f}-{max(b):.2f})':>17} {ma / mb:>6.2f}")
-    print(f"(medians of {repeats} interleaved runs after warm-up; conv2d {2 * repeats}; "
+    print(f"(medians of {repeats} interleaved runs after warm-up; conv2d, batchnorm, layernorm {2 * repeats}; "
           f"mnist_epoch: {max(3, repeats // 6)} runs of 40 real batches, scaled to 60000/64 steps)\n")
     if memory is not None:
         print(f"peak memory (maxrss) of a bplib MNIST run (full training set as float32, 300 LeNet "
-              f"steps, own process): {memory:.0f} MB (target < 1024 MB)\n")
+              f"steps, own process): {memory:.0f} MB (target < 600 MB)\n")
     for name, (a, b, unit) in results.items():
         print(f"ratio {name} {statistics.median(a) / statistics.median(b):.2f}")
 

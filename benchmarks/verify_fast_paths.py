@@ -95,3 +95,109 @@ for make, x in [(lambda: L.MaxPool2D(2), rng.standard_normal((2, 3, 6, 6))), (la
     ob *= -3; ob += 1
     assert np.array_equal(a.backward(d), b.backward(d)) and all(np.array_equal(a.grads[k], b.grads[k]) for k in getattr(a, "grads", {}))
 print("outputs changed in place: backward unaffected")
+# BatchNorm (training mode) and LayerNorm classes vs batchnorm_* / layernorm_*, incl. non-contiguous
+# inputs, a plugged-in backward_fn (it gets the functions' cache), scratch reuse and eval mode
+worst = 0
+for trial in range(30):
+    # at least 3 values per feature: with 2, x_hat is +-1 whatever x is, dx is 0 and only rounding is compared
+    if trial % 3 == 0:
+        shape = (int(rng.integers(3, 6)), int(rng.integers(1, 5)))
+    else:
+        shape = (int(rng.integers(2, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(2, 4)))
+    x = rng.standard_normal(shape) * 3 + rng.standard_normal()
+    if trial % 2:
+        x = np.ascontiguousarray(x.T).T                          # same values, other memory order
+    bn = L.BatchNorm(shape[1], dtype=F64)
+    bn.params["gamma"][:] = rng.standard_normal(shape[1]); bn.params["beta"][:] = rng.standard_normal(shape[1])
+    dout = rng.standard_normal(shape)
+    out = bn.forward(x); dx = bn.backward(dout)
+    ref, cache = L.batchnorm_forward(x, bn.params["gamma"], bn.params["beta"], bn.eps)
+    rdx, rdg, rdb = L.batchnorm_backward(dout, cache)
+    m = x.size // shape[1]
+    errs = dict(out=rel_error(ref, out), dx=rel_error(rdx, dx), dgamma=rel_error(rdg, bn.grads["gamma"]),
+                dbeta=rel_error(rdb, bn.grads["beta"]), running_mean=rel_error(0.1 * cache["mean"], bn.running_mean),
+                running_var=rel_error(0.9 + 0.1 * cache["var"] * m / (m - 1), bn.running_var))
+    assert max(errs.values()) < 1e-12, (shape, errs)
+    worst = max(worst, *errs.values())
+    seen = {}
+    bn.backward_fn = lambda d, c: (seen.update(c), L.batchnorm_backward(d, c))[1]
+    bn.forward(x); dx2 = bn.backward(dout)
+    worst = max(worst, rel_error(rdx, dx2), max(rel_error(cache[k], seen[k]) for k in cache))
+    assert set(seen) == set(cache), (set(seen), set(cache))
+    lshape = shape[:-1] + (int(rng.integers(3, 7)),)
+    x = rng.standard_normal(lshape) * 2 + rng.standard_normal()
+    if trial % 2:
+        x = np.ascontiguousarray(x.T).T
+    ln = L.LayerNorm(lshape[-1], dtype=F64)
+    ln.params["gamma"][:] = rng.standard_normal(lshape[-1]); ln.params["beta"][:] = rng.standard_normal(lshape[-1])
+    dout = rng.standard_normal(lshape)
+    out = ln.forward(x); dx = ln.backward(dout)
+    ref, cache = L.layernorm_forward(x, ln.params["gamma"], ln.params["beta"], ln.eps)
+    rdx, rdg, rdb = L.layernorm_backward(dout, cache)
+    worst = max(worst, rel_error(ref, out), rel_error(rdx, dx), rel_error(rdg, ln.grads["gamma"]), rel_error(rdb, ln.grads["beta"]))
+    seen = {}
+    ln.backward_fn = lambda d, c: (seen.update(c), L.layernorm_backward(d, c))[1]
+    ln.forward(x); dx2 = ln.backward(dout)
+    assert set(seen) == set(cache) and all(seen[k].shape == np.shape(cache[k]) for k in cache)
+    worst = max(worst, rel_error(rdx, dx2), max(rel_error(cache[k], seen[k]) for k in cache))
+print(f"BatchNorm / LayerNorm classes vs public functions: worst rel error {worst:.1e}")
+assert worst < 1e-12
+reports = []
+for train in (True, False):
+    for shape in ((5, 3), (3, 2, 3, 4)):
+        bn = L.BatchNorm(shape[1], dtype=F64); bn.params["gamma"][:] = rng.standard_normal(shape[1])
+        bn.running_var[:] = rng.uniform(0.5, 2, shape[1]); bn.train(train)
+        reports.append(check_layer(bn, rng.standard_normal(shape) * 2 + 1))
+reports.append(check_layer(L.LayerNorm(5, dtype=F64), rng.standard_normal((2, 3, 5))))
+assert all(r.ok for r in reports), [str(r) for r in reports if not r.ok]
+for make, x in [(lambda: L.BatchNorm(3, dtype=F64), rng.standard_normal((4, 3, 2, 2))), (lambda: L.LayerNorm(4, dtype=F64), rng.standard_normal((3, 2, 4)))]:
+    a, b = make(), make()                          # outputs changed in place; scratch reused by a second forward
+    oa = a.forward(x); ob = b.forward(x); d = rng.standard_normal(oa.shape)
+    ob *= -3; ob += 1
+    assert np.array_equal(a.backward(d), b.backward(d)) and all(np.array_equal(a.grads[k], b.grads[k]) for k in a.grads)
+    g1 = {k: v.copy() for k, v in a.grads.items()}; dx1 = a.backward(d).copy()
+    a.forward(x * 2 + 1); a.backward(d); a.forward(x); dx2 = a.backward(d)
+    assert np.allclose(dx1, dx2, rtol=1e-13, atol=1e-14) and all(np.allclose(g1[k], a.grads[k], rtol=1e-13) for k in g1)
+print("BatchNorm / LayerNorm: check_layer, outputs changed in place, scratch reuse ok")
+# Sequential runs ReLU -> MaxPool2D's backward in one step: same dx as the two public functions,
+# with ties, all-negative windows, overlapping windows; and a plugged-in ReLU backward_fn is still called
+for trial in range(30):
+    ks = int(rng.integers(1, 4)); ss = int(rng.integers(1, 4)) if trial % 2 else None
+    x = np.round(rng.standard_normal((2, 3, 7, 6)) * 2) / 2 - (0.5 if trial % 3 == 0 else 0)
+    net = L.Sequential(L.ReLU(), L.MaxPool2D(ks, ss))
+    out = net.forward(x); d = rng.standard_normal(out.shape)
+    dx = net.backward(d)
+    ref = L.relu_backward(L.maxpool2d_backward(d, L.relu_forward(x), ks, ss), x)
+    assert np.array_equal(out, L.maxpool2d_forward(L.relu_forward(x), ks, ss)) and np.array_equal(dx, ref), (trial, ks, ss)
+    calls = []
+    net = L.Sequential(L.ReLU(backward_fn=lambda d_, x_: (calls.append(1), L.relu_backward(d_, x_))[1]), L.MaxPool2D(ks, ss))
+    net.forward(x); assert np.array_equal(net.backward(d), ref) and calls == [1]
+    net = L.Sequential(L.ReLU(), L.MaxPool2D(ks, ss)); o = net.forward(x); o *= -1   # output changed in place
+    assert np.array_equal(net.backward(d), ref)
+    # after Sequential's forward, each layer's own backward is still exactly its public function
+    dpool = net[1].backward(d)
+    assert np.array_equal(dpool, L.maxpool2d_backward(d, L.relu_forward(x), ks, ss))
+    assert np.array_equal(net[0].backward(dpool), ref)
+    seen = []
+    net = L.Sequential(L.ReLU(), L.MaxPool2D(ks, ss, backward_fn=lambda d_, x_, k_, s_: (seen.append(x_), L.maxpool2d_backward(d_, x_, k_, s_))[1]))
+    net.forward(x); assert np.array_equal(net.backward(d), ref) and np.array_equal(seen[0], L.relu_forward(x))
+    net = L.Sequential(L.Tanh(), L.ReLU(), L.MaxPool2D(ks, ss), L.Flatten())      # the pair inside a longer net
+    out = net.forward(x); d2 = rng.standard_normal(out.shape)
+    t_ = np.tanh(x)
+    r2 = L.tanh_backward(L.relu_backward(L.maxpool2d_backward(d2.reshape(L.maxpool2d_forward(x, ks, ss).shape),
+                                                              L.relu_forward(t_), ks, ss), t_), t_)
+    assert np.array_equal(out, L.maxpool2d_forward(L.relu_forward(np.tanh(x)), ks, ss).reshape(out.shape))
+    assert np.allclose(net.backward(d2), r2, rtol=1e-14, atol=1e-15)
+print("Sequential ReLU -> MaxPool2D forward and backward in one step: identical to the public functions")
+# Dense class vs dense_forward / dense_backward (the class adds b in place, sums db by a matrix-vector product)
+worst = 0
+for trial in range(20):
+    N, D, M = (int(v) for v in rng.integers(1, 9, 3))
+    dense = L.Dense(D, M, rng=rng, dtype=F64); dense.params["b"][:] = rng.standard_normal(M)
+    x = rng.standard_normal((D, N)).T if trial % 2 else rng.standard_normal((N, D))
+    out = dense.forward(x); dout = rng.standard_normal(out.shape); dx = dense.backward(dout)
+    rdx, rdW, rdb = L.dense_backward(dout, x, dense.params["W"])
+    worst = max(worst, rel_error(L.dense_forward(x, dense.params["W"], dense.params["b"]), out), rel_error(rdx, dx),
+                rel_error(rdW, dense.grads["W"]), rel_error(rdb, dense.grads["b"]))
+assert worst < 1e-12, worst
+print(f"Dense class vs public functions: worst rel error {worst:.1e}")
