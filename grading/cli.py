@@ -6,6 +6,7 @@ learner, let the engine (grading/engine.py: Dask, on this machine or a cluster) 
 gradebook in runs/<a>/course/, similarity flags, grades.csv, results.json, the summary.
 """
 import argparse
+import fnmatch
 import json
 import os
 import shutil
@@ -53,7 +54,14 @@ def parse_args(argv):
     p.add_argument("--verify-module", default=None, help=argparse.SUPPRESS)   # before issue 12; ignored
     p.add_argument("--full-run", action="store_true",
                    help="run the ungraded demonstration cells in full (default: BPLIB_FAST=1, their small version)")
+    p.add_argument("--allow-weak-sandbox", action="store_true",
+                   help="grade even if kernels cannot run as an unprivileged user of their own (the grader is "
+                        "not root, or its Python is not readable by other users); every row is then flagged. "
+                        "Default: stop and say why (book/instructors.md, 'Installing the grader')")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    # the test harness only (tests/mutants/_course.py): no feedback page for the learners whose id matches
+    # GLOB (their grades, graded notebooks and gradebook rows are the same; grades.csv's feedback is empty)
+    p.add_argument("--no-feedback-for", default=None, metavar="GLOB", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -119,6 +127,23 @@ def flag_similar(assignment, rows, results, source_dir):
             rows[sid]["flags"].append(f"similar code: {fn} is a near-copy of {text}")
 
 
+def sandbox_problem(args):
+    """Why kernels would not run as an unprivileged user of their own here (None: they do). With a
+    Dask scheduler the workers' machines are checked by each worker (a refused kernel: grader error)."""
+    from .kernel_launcher import check_sandbox
+    if os.geteuid() != 0:
+        return check_sandbox([], -1, None)[0]
+    work = tempfile.mkdtemp(prefix="bpgrade-probe-")
+    os.chmod(work, 0o711)
+    uid, lock = engine.reserve_uid()
+    try:
+        return check_sandbox(engine.hidden_paths(), uid, work)[0]
+    finally:
+        if lock is not None:
+            lock.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.timeout is None:
@@ -148,6 +173,17 @@ def main(argv=None):
     os.chmod(out, 0o700)
     with open(os.path.join(out, MARKER), "w") as f:
         f.write("made by python -m grading; emptied at the start of every run\n")
+
+    # 0. never a root kernel: start the sandbox once as a kernel's starts, before any learner
+    weak = sandbox_problem(args)
+    if weak and not args.allow_weak_sandbox:
+        print(f"grading: the sandbox cannot run learners' kernels as an unprivileged user: {weak}.\n"
+              "Run the grader as root with the course's .venv readable by every user (book/instructors.md), "
+              "or pass --allow-weak-sandbox to grade with the weaker sandbox (every row is then flagged).",
+              file=sys.stderr)
+        return 2
+    if weak:
+        say(f"grading: WEAK SANDBOX accepted (--allow-weak-sandbox): {weak}")
 
     # 1. the submissions, one per student
     folder = subs_path
@@ -222,6 +258,9 @@ def main(argv=None):
                      "check_ids": check_ids, "allowed": allowed, "kernel_env": kernel_env,
                      "needs_mnist": "load_mnist" in json.dumps(release), "template": template,
                      "alembic_head": course.prepare_environment(), "budget": budget,
+                     "allow_weak_sandbox": bool(args.allow_weak_sandbox),
+                     "feedback": not (args.no_feedback_for and fnmatch.fnmatchcase(t["student"],
+                                                                                   args.no_feedback_for)),
                      "backoff_scale": float(os.environ.get("GRADING_BACKOFF_SCALE", "1"))})
     where = f"the Dask cluster at {args.scheduler}" if args.scheduler else f"{n} workers"
     say(f"grading {len(tasks)} notebooks with {where} (cell limit {args.timeout} s, "
@@ -232,7 +271,7 @@ def main(argv=None):
         done.append(r["student"])
         if not args.quiet:
             state = "graded" if r.get("graded") else r.get("problem", "not graded")
-            print(f"  [{len(done)}/{len(tasks)}] {r['student']}: {state}", flush=True)
+            print(f"  [{len(done)}/{len(tasks)}] {report.clean(r['student'])}: {report.clean(state)}", flush=True)
 
     def stop(signum, frame):              # Ctrl-C or a SIGTERM: stop the workers and their kernels
         raise KeyboardInterrupt
@@ -273,7 +312,8 @@ def main(argv=None):
             continue
         row.update(score=r["score"], max_score=r["max_score"], cells=r["cells"],
                    feedback=r.get("feedback", ""),
-                   timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds", "attempts")})
+                   timing={k: r.get(k) for k in ("seconds", "rerun_seconds", "feedback_seconds", "attempts",
+                                                  "task_seconds", "autograde_split", "profile")})
     flag_similar(a, rows, results, os.path.abspath(args.source_dir))
     csv_path = report.write_csv(os.path.join(out, "grades.csv"), rows, release)
     _, report_lines = class_report.write_report(out, a, rows, release)

@@ -4,30 +4,57 @@ from traitlets import Integer
 
 
 class CapOutput(NbGraderPreprocessor):
-    """Cut every cell's text output to ``max_chars`` (nbgrader's LimitOutput counts lines only,
-    so one 100 MB line would reach the gradebook's copy and the feedback page)."""
+    """Bound what every cell keeps as output (nbgrader's LimitOutput counts lines only, so one 100 MB
+    line would reach the gradebook's copy and the feedback page).
+
+    Everything counts, in the cell's order: printed text, errors, and rich outputs (HTML, markdown,
+    JSON, SVG, display data) share ``max_chars`` characters per cell; images (PNG/JPEG/GIF, kept whole
+    or not at all) share ``max_image_chars``; at most ``max_outputs`` outputs. What does not fit is
+    cut, and one note in the cell says how much (1,500 HTML displays no longer make a 29 MB page)."""
 
     max_chars = Integer(20000).tag(config=True)
+    max_image_chars = Integer(1_000_000).tag(config=True)
+    max_outputs = Integer(100).tag(config=True)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
             return cell, resources
-        total = 0
+        total, images, kept, dropped, dropped_chars = 0, 0, [], 0, 0
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
+            kind = out.get("output_type")
+            if len(kept) >= self.max_outputs:
+                dropped, dropped_chars = dropped + 1, dropped_chars + len(str(out))
+                continue
+            if kind == "stream":
                 text = out.get("text", "")
+                text = "".join(text) if isinstance(text, list) else str(text)
                 room = max(self.max_chars - total, 0)
                 if len(text) > room:
+                    if room == 0:
+                        dropped, dropped_chars = dropped + 1, dropped_chars + len(text)
+                        continue
                     out["text"] = text[:room] + f"\n[grader: output cut, {len(text) - room} more characters]\n"
                 total += len(text)
-            elif out.get("output_type") == "error":
+            elif kind == "error":
                 out["evalue"] = str(out.get("evalue", ""))[:2000]
-                out["traceback"] = [t[:2000] for t in out.get("traceback", [])[:60]]
-            elif out.get("output_type") in ("display_data", "execute_result"):
+                out["traceback"] = [str(t)[:2000] for t in out.get("traceback", [])[:60]]
+                total += len(out["evalue"])
+            elif kind in ("display_data", "execute_result"):
                 data = out.get("data", {})
-                for mime in list(data):
-                    if isinstance(data[mime], str) and len(data[mime]) > self.max_chars:
-                        data[mime] = data[mime][:self.max_chars] + "\n[grader: output cut]"
+                size = {m: len(v) if isinstance(v, str) else len(str(v)) for m, v in data.items()}
+                img = sum(n for m, n in size.items() if m in ("image/png", "image/jpeg", "image/gif"))
+                txt = sum(size.values()) - img
+                if total + txt > self.max_chars or images + img > self.max_image_chars:
+                    dropped, dropped_chars = dropped + 1, dropped_chars + txt + img
+                    continue
+                total, images = total + txt, images + img
+            kept.append(out)
+        if dropped:
+            import nbformat
+            kept.append(nbformat.v4.new_output("stream", name="stdout", text=(
+                f"\n[grader: output cut, {dropped} more output(s), {dropped_chars} characters: a cell keeps at "
+                f"most {self.max_chars} characters of text and HTML, {self.max_image_chars} of images]\n")))
+        cell["outputs"] = kept
         return cell, resources
 
 

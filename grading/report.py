@@ -3,11 +3,19 @@ import csv
 import re
 import statistics
 
+# control characters (terminal escapes, carriage returns, bidi overrides) in text that may have come from
+# a learner's kernel: removed before anything is printed or written to grades.csv
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text):
+    return CONTROL.sub("", str(text))
+
 
 def status_of(row):
     """``ok``, or why a person should look (problems first, then flags)."""
     reasons = ([row["problem"]] if row.get("problem") else []) + list(dict.fromkeys(row.get("flags", [])))
-    return "ok" if not reasons else "; ".join(reasons)
+    return "ok" if not reasons else clean("; ".join(str(x) for x in reasons))
 
 
 def write_csv(path, rows, release):
@@ -24,9 +32,9 @@ def write_csv(path, rows, release):
             grader_error = str(r.get("problem", "")).startswith("grader error")
             line = {"student": sid, "score": "" if grader_error else f"{r['score']:g}",
                     "max_score": f"{r['max_score']:g}",
-                    "status": status_of(r), "notes": "; ".join(r.get("notes", [])),
-                    "submitted_as": r.get("submitted_as", ""), "feedback": r.get("feedback", ""),
-                    "similarity": "; ".join(r.get("similarity", []))}
+                    "status": status_of(r), "notes": clean("; ".join(r.get("notes", []))),
+                    "submitted_as": clean(r.get("submitted_as", "")), "feedback": r.get("feedback", ""),
+                    "similarity": clean("; ".join(r.get("similarity", [])))}
             for gid in test_ids:
                 cell = r.get("cells", {}).get(gid)
                 line[gid] = "" if cell is None else f"{cell['score']:g}"
@@ -55,17 +63,17 @@ def print_summary(assignment, rows, csv_path, seconds, workers, isolation, rerun
     look = [(sid, r) for sid, r in sorted(rows.items()) if status_of(r) != "ok"]
     print(f"needs a person's look: {len(look)}")
     for sid, r in look:
-        print(f"  {sid} ({r['score']:g}/{r['max_score']:g}): {status_of(r)}")
+        print(f"  {clean(sid)} ({r['score']:g}/{r['max_score']:g}): {status_of(r)}")
     notes = [(sid, r["notes"]) for sid, r in sorted(rows.items()) if r.get("notes")]
     if notes:
         print(f"notes: {len(notes)}")
         for sid, ns in notes:
-            print(f"  {sid}: {'; '.join(ns)}")
+            print(f"  {clean(sid)}: {clean('; '.join(ns))}")
     for iso in sorted({re.sub(r"uid \d+", "a uid of its own per worker", i) for i in isolation}):
-        print("kernel sandbox: " + iso.replace("\n", "; "))
+        print("kernel sandbox: " + clean(iso.replace("\n", "; ")))
     for iso in sorted({re.sub(r"uid \d+", "a uid of its own per worker", i) for i in rerun_isolation}):
         lines = [ln for ln in iso.splitlines() if not ln.startswith("mount-namespace hides")]
-        print("clean re-run of the graded functions: " + "; ".join(lines))
+        print("clean re-run of the graded functions: " + clean("; ".join(lines)))
     for line in report_lines:
         print(line)
     print(csv_path)

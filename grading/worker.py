@@ -20,6 +20,7 @@ The result carries the row, the feedback page, the graded notebook and the grade
 import html
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,65 @@ def kill_uid(uid):
             break
         time.sleep(0.1)
     return n
+
+
+SWEEP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/run/shm", "/var/crash")
+
+
+def sweep_uid_files(uid, roots=SWEEP, depth=2):
+    """Remove what the sandbox uid left in the machine's world-writable folders (a kernel has private
+    ones; this catches a sandbox without a mount namespace). Never follows a link; returns the count."""
+    if uid <= 0:
+        return 0
+    n = 0
+
+    def walk(d, level):
+        nonlocal n
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            return
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_uid == uid:
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(e.path)
+                    except OSError:
+                        continue
+                n += 1
+            elif level < depth and e.is_dir(follow_symlinks=False) and st.st_mode & 0o002:
+                walk(e.path, level + 1)     # another world-writable folder inside (/tmp/.X11-unix, ...)
+    for r in roots:
+        if os.path.isdir(r) and not os.path.islink(r):
+            walk(r, 1)
+    return n
+
+
+CONTROL = None
+
+
+def clean_text(text, limit=None):
+    """Text that came from a kernel, safe to print: control characters (terminal escapes) removed."""
+    import re
+    global CONTROL
+    if CONTROL is None:
+        CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+    text = CONTROL.sub("", str(text))
+    return text if limit is None else text[:limit]
+
+
+def read_notes(path):
+    """The sandbox's notes (kernel_launcher.py writes them in a folder the kernel cannot reach)."""
+    try:
+        return clean_text(rerun._read_regular(path, 64 << 10).decode("utf-8", "replace")).strip()
+    except OSError:
+        return ""
 
 
 def analyse(nb_path, timeout):
@@ -137,6 +197,8 @@ def clean_rerun(s, task, drawn):
     sources, text = rerun.function_sources(nb, names)
     env = dict(os.environ, GRADING_BPLIB_OVERLAY=s["stripped"])
     env.pop("BPLIB_RECORD_DIR", None)
+    notes = os.path.join(s["notes"], "rerun-isolation")
+    env["GRADING_REPORT"] = notes
     budget = s["timeout"] * (task.get("code_cells", 10) + 2) + 60
     last = ""
     for attempt in range(RERUN_TRIES):
@@ -144,11 +206,7 @@ def clean_rerun(s, task, drawn):
         try:
             rerun.make_job(job, nb, s["assignment"], drawn, time_limit=20.0, cell_time_limit=s["timeout"])
             result, killed = rerun.run_job(job, env, budget)
-            try:
-                with open(os.path.join(job, "isolation.txt")) as f:
-                    isolation = f.read().strip()
-            except OSError:
-                isolation = ""
+            isolation = read_notes(notes)
             if result is None:         # the learner's code used up its time, CPU or memory
                 why = ("the re-run of your functions was stopped after its time limit" if killed == "timeout"
                        else f"the re-run of your functions {killed} (your code exited, or hit the CPU-time "
@@ -163,6 +221,7 @@ def clean_rerun(s, task, drawn):
             time.sleep(0.5 * 2 ** attempt)
         finally:
             kill_uid(s["uid"])
+            sweep_uid_files(s["uid"])
             shutil.rmtree(job, ignore_errors=True)
     return {}, "", last, sources
 
@@ -270,10 +329,31 @@ def _last_line(log):
     return ([ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["no log"])[0][:200]
 
 
+def _clock():
+    """(wall s, CPU s of this process, CPU s of its waited-for children: the kernel, the re-run)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.time(), me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+class Profile:
+    """Where one learner's grading time goes: per stage, wall seconds and CPU seconds (this process
+    and its children). Goes into the result as ``profile``; benchmarks/bench_grading.py sums it."""
+
+    def __init__(self):
+        self.stages, self.last = {}, _clock()
+
+    def lap(self, name):
+        now = _clock()
+        w, me, kids = (now[i] - self.last[i] for i in range(3))
+        self.stages[name] = {"wall": round(w, 3), "cpu": round(me, 3), "cpu_children": round(kids, 3)}
+        self.last = now
+
+
 def grade_learner(job, m):
     """Grade one learner. ``job``: what the coordinator sent (assignment, student, notebook, settings);
     ``m``: this machine's paths (course folder, sandbox root, stripped bplib, hide list, uid)."""
     from .course import write_kernelspec
+    prof = Profile()
     a, student = job["assignment"], job["student"]
     root = m["course"]
     sub_dir = os.path.join(root, "submitted", student, a)
@@ -288,60 +368,91 @@ def grade_learner(job, m):
                       GRADING_HIDE=os.pathsep.join(m["hide"]), GRADING_UID=str(m["uid"]),
                       GRADING_MEM_MB=str(job["memory_mb"]), GRADING_CPU_S=str(job["cpu_s"]),
                       GRADING_OUTPUT_CHARS=str(job["output_chars"]),
+                      GRADING_ALLOW_WEAK_SANDBOX="1" if job.get("allow_weak_sandbox") else "0",
                       OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     os.environ.update(job.get("kernel_env", {}))
     if m.get("mnist"):
         os.environ["GRADING_MNIST_CACHE"] = m["mnist"]
-    s = {"assignment": a, "timeout": job["timeout"], "uid": m["uid"], "slot": 0,
+    notes_dir = tempfile.mkdtemp(prefix="notes-", dir=os.path.dirname(m["sandbox_root"]))   # 0700, root's
+    s = {"assignment": a, "timeout": job["timeout"], "uid": m["uid"], "slot": 0, "notes": notes_dir,
          "sandbox_root": m["sandbox_root"], "stripped": m["stripped"],
          "db_url": "sqlite:///" + os.path.join(root, "gradebook.db")}
     api = api_for(root, job["timeout"], job.get("alembic_head"))
     drawn = rerun.draw_cases(a, job["seed"], job.get("check_ids"))
 
     sandbox = tempfile.mkdtemp(prefix="s-", dir=m["sandbox_root"])
-    os.environ.update(GRADING_SANDBOX=sandbox)
+    os.makedirs(os.path.join(sandbox, "ipc"))
+    # the kernel's channels are unix sockets in its own sandbox (0700, its uid), not tcp ports on a
+    # loopback every kernel shares: with them the kernel gets a network namespace of its own
+    ipc = os.path.join(sandbox, "ipc", "k")
+    if len(ipc.encode()) < 100:            # a unix socket's path holds 107 bytes (-<port> appended)
+        api.config.KernelManager.transport = "ipc"
+        api.config.KernelManager.ip = ipc
+    os.environ.update(GRADING_SANDBOX=sandbox, GRADING_REPORT=os.path.join(notes_dir, "isolation"),
+                      GRADING_KERNEL_ENV=",".join(sorted(job.get("kernel_env", {}))))
+    prof.lap("setup")
     t0 = time.time()
     res = api.autograde(a, student, force=True, create=True)
     seconds = time.time() - t0
     kill_uid(m["uid"])
+    sweep_uid_files(m["uid"])
     result = {"student": student, "seconds": round(seconds, 1), "flags": [], "notes": [], "cells": {},
               "feedback_notes": job.get("feedback_notes", [])}
     started = os.path.exists(os.path.join(sandbox, "kernel_ready"))
-    try:
-        with open(os.path.join(sandbox, "isolation.txt")) as f:
-            result["isolation"] = f.read().strip()
+    try:      # the launcher writes kernel.pid when it starts, the kernel kernel_ready when IPython is up
+        launched, ready = (os.path.getmtime(os.path.join(sandbox, f)) for f in ("kernel.pid", "kernel_ready"))
+        result["autograde_split"] = {"before_kernel": round(launched - t0, 3),
+                                     "kernel_start": round(ready - launched, 3),
+                                     "cells_and_save": round(t0 + seconds - ready, 3)}
     except OSError:
-        result["isolation"] = ""
+        pass
+    prof.lap("autograde")
+    result["profile"] = prof.stages
+    result["isolation"] = read_notes(os.environ["GRADING_REPORT"])
     shutil.rmtree(sandbox, ignore_errors=True)
+    refused = [ln for ln in result["isolation"].splitlines() if ln.startswith("refused: ")]
+    if refused:                                 # never a root kernel (the instructor did not accept one)
+        result.update(graded=False, grader_error=True,
+                      problem="grader error: the sandbox " + refused[0] + "; regrade (book/instructors.md)")
+        return result
+    if result["isolation"] and "runs as uid" not in result["isolation"]:
+        result["flags"].append("weak sandbox (accepted with --allow-weak-sandbox): the kernel did not run as "
+                               "a user of its own; this learner could reach other learners' work or the grader")
     log = (res.get("log") or "") + (res.get("error") or "")
     autograded = os.path.join(root, "autograded", student, a, f"{a}.ipynb")
     if not res.get("success") or not os.path.isfile(autograded):
-        result.update(graded=False, problem=_why_not_graded(log, started) + ": scored 0", log_tail=log[-2000:])
+        result.update(graded=False, problem=_why_not_graded(log, started) + ": scored 0",
+                      log_tail=clean_text(log[-2000:]))
         return result
 
     t1 = time.time()
     task = {"notebook": nb_path, "code_cells": job.get("code_cells", 10)}
     verdicts, rerun_isolation, err, sources = clean_rerun(s, task, drawn)
     result["rerun_seconds"] = round(time.time() - t1, 2)
+    prof.lap("rerun")
     if err:
         raise GraderFault(f"the clean re-run of the functions failed {RERUN_TRIES} times ({err[:200]})")
     result.update(graded=True, sources=sources, rerun_isolation=rerun_isolation)
     result["autograded"] = autograded
     settle(s, result, verdicts)
     del result["autograded"]
+    prof.lap("settle")
     t2 = time.time()
-    fb = api.generate_feedback(a, student, force=True)
-    page = os.path.join(root, "feedback", student, a, f"{a}.html")
-    if os.path.isfile(page):
-        with open(page, encoding="utf-8") as f:
-            result["feedback_html"] = f.read()
-    else:
-        result["flags"].append("no feedback page: nbgrader generate_feedback failed "
-                               + ("" if fb.get("success") else (fb.get("error") or "")[-200:]))
+    if job.get("feedback", True):          # False only from the test harness (cli.py --no-feedback-for)
+        fb = api.generate_feedback(a, student, force=True)
+        page = os.path.join(root, "feedback", student, a, f"{a}.html")
+        if os.path.isfile(page):
+            with open(page, encoding="utf-8") as f:
+                result["feedback_html"] = f.read()
+        else:
+            result["flags"].append("no feedback page: nbgrader generate_feedback failed "
+                                   + ("" if fb.get("success") else (fb.get("error") or "")[-200:]))
     result["feedback_seconds"] = round(time.time() - t2, 2)
+    prof.lap("feedback")
     with open(autograded, encoding="utf-8") as f:
         result["autograded_nb"] = f.read()
     result["gradebook"] = gradebook_rows(os.path.join(root, "gradebook.db"), student)
+    prof.lap("gradebook")
     return result
 
 

@@ -23,9 +23,14 @@ template. Its own (``feedback``) loads MathJax from a CDN, so offline the math s
 - **Tests are named by their check**: ``dense_backward: visible tests`` in the contents list and
   in the cell headings (``cell_label``), from ``bplib.checks`` (grade id = check id).
 - **Long lines wrap** (``feedback.css``), and the layout fits a phone's width.
+- **The page is inert** (``inert.py``): the learner's HTML, markdown and raw cells and every output
+  are sanitised or shown as text, JavaScript outputs are not shown, a Content-Security-Policy
+  forbids every script and request, and outputs count against one budget: the page stays under
+  2 MB and says what was cut.
 """
 import atexit
 import hashlib
+import html
 import itertools
 import json
 import logging
@@ -37,6 +42,8 @@ import subprocess
 import threading
 
 from nbconvert.exporters import HTMLExporter
+
+from . import inert
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
 try:
@@ -225,8 +232,13 @@ class OfflineMathRenderer(IPythonRenderer):
     def _math(self, tex, display, source):
         svg = self.math.render(tex, display)
         if svg is None:
-            return f'<span class="bp-tex">{self.escape_html(source)}</span>'
-        return svg
+            svg = f'<span class="bp-tex">{self.escape_html(source)}</span>'
+        if self.placeholders is None:
+            return svg
+        self.placeholders.append(svg)       # put back after the markdown's HTML is sanitised
+        return f"BPMATHSLOT{len(self.placeholders) - 1}X"
+
+    placeholders = None
 
     def block_math(self, body):
         return self._math(body, True, f"$${body}$$")
@@ -284,7 +296,11 @@ class FeedbackExporter(HTMLExporter):
             path=context.get("resources", {}).get("metadata", {}).get("path", ""),
             anchor_link_text=self.anchor_link_text, exclude_anchor_links=self.exclude_anchor_links,
             math=self.math, **self.lexer_options)
-        return MarkdownWithMath(renderer=renderer).render(source)
+        renderer.placeholders = []
+        out = inert.sanitize(MarkdownWithMath(renderer=renderer).render(source))
+        slots = renderer.placeholders
+        return re.sub(r"BPMATHSLOT(\d+)X", lambda m: slots[int(m.group(1))] if int(m.group(1)) < len(slots)
+                      else m.group(0), out)
 
     def default_filters(self):
         yield from super().default_filters()
@@ -292,9 +308,33 @@ class FeedbackExporter(HTMLExporter):
         yield ("feedback_label", cell_label)
 
     def from_notebook_node(self, nb, resources=None, **kw):
+        import copy
+        # inert, and under 2 MB: a smaller output budget and shortened sources until it fits
+        for budget, max_source in ((inert.BUDGET, None), (200_000, 20_000), (20_000, 2_000)):
+            page = copy.deepcopy(nb)
+            cut = inert.make_inert(page, budget, max_source)
+            output, res = self._render(page, resources, **kw)
+            if len(output.encode("utf-8")) <= inert.MAX_PAGE:
+                break
+        else:
+            output = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8" />' + inert.CSP_META
+                      + "<title>feedback</title></head><body><p>This feedback page would be larger than 2 MB "
+                        "even without the notebook's outputs, so it is not shown; your instructor has your "
+                        "graded notebook.</p></body></html>")
+            cut = ["the whole page"]
+        if cut:
+            text = ("This page is cut to stay under 2 MB (outputs of all kinds count): "
+                    + html.escape("; ".join(cut[:8]) + (" ..." if len(cut) > 8 else "")))
+            output = output.replace('<nav id="toc"', f'<p class="bp-cut-note">{text}</p>\n<nav id="toc"', 1)
+        if 'http-equiv="Content-Security-Policy"' not in output:
+            output = output.replace("<head>", "<head>\n" + inert.CSP_META, 1)
+        return output, res
+
+    def _render(self, nb, resources=None, **kw):
         resources = dict(resources or {})
         ok = self.math.ready()
         resources["offline_math"] = {"css": self.math.css, "problem": None if ok else self.math.problem}
+        resources["bp_csp"] = inert.CSP
         output, resources = super().from_notebook_node(nb, resources, **kw)
         # bootstrap's icon font is never used here; its relative URLs would be the page's only links out
         output = re.sub(r"@font-face\s*\{\s*font-family:\s*'Glyphicons Halflings'[^}]*\}", "", output)
