@@ -46,7 +46,8 @@ lab: $(STAMP)
 
 # Regenerate the instructor notebooks from solutions/.src/*.py, then the learners' exercises
 # with nbgrader (exercises/<a>/<a>.ipynb; commit both). ASSIGNMENTS=name to do only some.
-ASSIGNMENTS ?= chain_rule gradient_descent dense_backward conv_backward lstm_backward policy_gradient
+ASSIGNMENTS ?= chain_rule gradient_descent dense_backward conv_backward lstm_backward policy_gradient \
+  normalization_backward attention_backward
 .PHONY: exercises
 exercises: $(STAMP)
 	$(PY) scripts/make_solutions.py $(ASSIGNMENTS)

@@ -68,6 +68,8 @@ REFERENCE_ALIASES = {
     "discounted_returns": ["bplib.cases.pong.discount_rewards"],
     "policy_gradient_loss": ["bplib.cases.pong.policy_gradient"],
     "backward": ["bplib.autodiff.Value.backward"],
+    "attention_backward": ["bplib.layers._attention_fast_backward"],
+    "mha_projections_backward": ["bplib.layers.MultiHeadSelfAttention.backward"],
 }
 # searched for a function of the graded function's own name
 REFERENCE_MODULES = ["bplib.layers", "bplib.losses", "bplib.optim", "bplib.autodiff", "bplib.gradcheck",

@@ -679,6 +679,12 @@ def test_reference_sources():
     for fn in ("batchnorm_backward", "layernorm_backward", "dropout_backward"):
         assert set(S.reference_sources(fn, "normalization_backward")) == {
             f"bplib.layers.{fn}", "solutions/normalization_backward"}
+    assert set(S.reference_sources("softmax_backward", "attention_backward")) == {
+        "bplib.layers.softmax_backward", "solutions/attention_backward"}
+    assert set(S.reference_sources("attention_backward", "attention_backward")) == {
+        "bplib.layers.attention_backward", "bplib.layers._attention_fast_backward", "solutions/attention_backward"}
+    assert set(S.reference_sources("mha_projections_backward", "attention_backward")) == {
+        "bplib.layers.MultiHeadSelfAttention.backward", "solutions/attention_backward"}
     assert S.reference_sources("no_such_function", "no_such_assignment") == {}
 
 

@@ -20,6 +20,8 @@ prints or returns is trusted.
     summary(assignment)   a table of which parts pass and how many hints were asked for (last cell)
 """
 from . import chain_rule, conv_backward, dense_backward, gradient_descent, lstm_backward, policy_gradient
+from . import normalization_backward
+from . import attention_backward
 from . import core
 from ._verdict import fail
 from .core import Ladder, run_check
@@ -28,8 +30,9 @@ __all__ = ["check", "hint", "ALL_CHECKS", "CHECKS", "ASSIGNMENTS", "start", "pas
            "hints_used"]
 
 ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backward",
-               "lstm_backward", "policy_gradient")
-_MODULES = (chain_rule, gradient_descent, dense_backward, conv_backward, lstm_backward, policy_gradient)
+               "lstm_backward", "policy_gradient", "normalization_backward", "attention_backward")
+_MODULES = (chain_rule, gradient_descent, dense_backward, conv_backward, lstm_backward, policy_gradient,
+            normalization_backward, attention_backward)
 
 CHECKS = {c.id: c for m in _MODULES for c in m.CHECKS}
 ALL_CHECKS = {cid: (c.assignment, c.points) for cid, c in CHECKS.items()}

@@ -6,7 +6,10 @@ this package is the only part of ``bplib.checks`` that the grader's clean proces
 (``grading/runner.py``), next to a bplib whose graded reference functions are removed.
 """
 from . import chain_rule, conv_backward, dense_backward, gradient_descent, lstm_backward, policy_gradient
+from . import normalization_backward
+from . import attention_backward
 
 CALLS = {}
-for _m in (chain_rule, gradient_descent, dense_backward, conv_backward, lstm_backward, policy_gradient):
+for _m in (chain_rule, gradient_descent, dense_backward, conv_backward, lstm_backward, policy_gradient,
+           normalization_backward, attention_backward):
     CALLS.update(_m.CALLS)
