@@ -11,10 +11,15 @@ verification, feedback, grades.csv), seconds per notebook, the machine's load
 average before and after (the machine is shared: a busy one is slower), and the
 CPU time the command and its kernels used (divided by the workers: the wall
 time to expect on idle cores).
+Then the per-stage profile of one learner (issue 18; mean over the graded notebooks, from the
+``timing`` of results.json that grading/worker.py and grading/engine.py record): wall seconds and
+CPU seconds of each stage, the CPU split into the learner's grading process and its children (the
+sandboxed kernel, the clean re-run's process), and what the coordinator's run costs besides.
 Not a test: nothing is asserted.
 """
 import argparse
 import csv
+import json
 import os
 import resource
 import shutil
@@ -65,6 +70,8 @@ def main():
     print(f"bench_grading: load average (1 min) before {load0[0]:.1f}, after {load1[0]:.1f}; "
           f"CPU time of the command and its kernels {cpu:.0f} s, so about {cpu / args.workers:.0f} s of wall "
           f"time on {args.workers} otherwise idle cores")
+    for line in profile_lines(os.path.join(out, "results.json"), wall, cpu):
+        print(line)
     rates = {f"local, {args.workers} workers": (len(rows) / wall, args.workers)}
     for k in [int(x) for x in args.dask.split(",") if x.strip()]:
         w = dask_run(args.assignment, os.path.join(tmp, "class"), os.path.join(tmp, f"dask{k}"), k)
@@ -80,6 +87,58 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(tmp)
+
+
+STAGES = [
+    ("engine", "the engine: course folder copied, learner's process forked, result read"),
+    ("setup", "the learner's process: course folder, nbgrader API, cases drawn"),
+    ("autograde", "nbgrader autograde (sandboxed kernel)"),
+    ("rerun", "clean re-run of the graded functions"),
+    ("settle", "scores, overrides in the gradebook, verdicts into the notebook"),
+    ("feedback", "nbgrader generate_feedback (the page)"),
+    ("gradebook", "the learner's gradebook rows"),
+]
+SPLIT = [("before_kernel", "before the kernel starts (nbgrader's preprocessing, gradebook)"),
+         ("kernel_start", "kernel start (sandbox, interpreter, IPython)"),
+         ("cells_and_save", "the notebook's cells, then saving the grades")]
+
+
+def profile_lines(results_json, wall, cpu):
+    """The per-stage profile of one learner, mean over the graded notebooks of a run (see the docstring)."""
+    with open(results_json) as f:
+        rows = [r for r in json.load(f)["rows"].values() if (r.get("timing") or {}).get("profile")]
+    if not rows:
+        return ["bench_grading: no per-stage profile in results.json (no notebook was graded)"]
+    n = len(rows)
+
+    def mean(get):
+        vals = [v for v in (get(r["timing"]) for r in rows) if v is not None]
+        return sum(vals) / len(vals) if vals else 0.0
+    out = [f"bench_grading: per-learner profile, mean over {n} graded notebooks "
+           f"(wall s; CPU s of the learner's grading process + of its kernel and re-run processes):"]
+    total_wall = total_cpu = 0.0
+    for key, what in STAGES:
+        if key == "engine":
+            w = mean(lambda t: (t.get("task_seconds") or 0) - sum(v["wall"] for v in t["profile"].values())
+                     if t.get("task_seconds") else None)
+            out.append(f"  {what:<66} wall {w:6.2f}")
+            total_wall += w
+            continue
+        w = mean(lambda t: t["profile"].get(key, {}).get("wall"))
+        c = mean(lambda t: t["profile"].get(key, {}).get("cpu"))
+        k = mean(lambda t: t["profile"].get(key, {}).get("cpu_children"))
+        total_wall, total_cpu = total_wall + w, total_cpu + c + k
+        out.append(f"  {what:<66} wall {w:6.2f}   CPU {c:5.2f} + {k:5.2f}")
+        if key == "autograde":
+            for sk, swhat in SPLIT:
+                out.append(f"    {swhat:<64} wall {mean(lambda t: (t.get('autograde_split') or {}).get(sk)):6.2f}")
+    out.append(f"  {'one learner in all':<66} wall {total_wall:6.2f}   CPU {total_cpu:5.2f}")
+    # the command's rusage counts only the processes that were waited for (not the learners' processes,
+    # children of a forkserver), so the two are printed side by side, not subtracted
+    out.append(f"bench_grading: CPU the learners' processes measured ({n} x {total_cpu:.2f} s): {n * total_cpu:.0f} s; "
+               f"CPU rusage counted for the command (coordinator, Dask, whatever it waited for): {cpu:.0f} s; "
+               f"wall {wall:.0f} s")
+    return out
 
 
 def dask_run(assignment, class_dir, out, n_workers):

@@ -211,6 +211,7 @@ def grade_task(job):
     last, t_start = "", time.time()
     try:
         for attempt in range(TRIES):
+            t_attempt = time.time()
             work = tempfile.mkdtemp(prefix="bpgrade-", dir=tempfile.gettempdir())
             os.chmod(work, 0o711)
             try:
@@ -246,6 +247,7 @@ def grade_task(job):
                     with open(out) as f:
                         result = json.load(f)
                     result["attempts"] = attempt + 1
+                    result["task_seconds"] = round(time.time() - t_attempt, 3)   # course copy, process, grading
                     return result
                 if rc == FAULT and os.path.isfile(out + ".fault"):
                     with open(out + ".fault") as f:

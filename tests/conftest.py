@@ -19,3 +19,25 @@ settings.register_profile("default", deadline=None, derandomize=True, print_blob
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("explore", parent=settings.get_profile("default"), derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# the tests that read tests/mutants/_course.py's grading runs (one `python -m grading` per assignment)
+GRADING_MODULES = ("test_grading_e2e", "test_wrong_implementations")
+
+
+def pytest_collection_finish(session):
+    """Start grading, in the background, the assignments the selected grading tests need, as soon as
+    the tests are collected: the grading runs (two at a time) overlap the single-threaded tests
+    that come first, instead of starting when the first grading test asks for its result."""
+    if session.config.option.collectonly:
+        return
+    wanted = []
+    for item in session.items:
+        module = getattr(getattr(item, "module", None), "__name__", "")
+        if module.rpartition(".")[2] not in GRADING_MODULES:
+            continue
+        a = getattr(getattr(item, "callspec", None), "params", {}).get("assignment")
+        if a and a not in wanted:
+            wanted.append(a)
+    if wanted:
+        from mutants import _course
+        _course.start(wanted)

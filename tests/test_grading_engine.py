@@ -52,6 +52,11 @@ def grade(base, name, env=None, extra=()):
     return rows, results
 
 
+# the runs that compare grades only: no feedback pages (cli.py --no-feedback-for, a test-harness option;
+# the reference run and the first cluster run make them)
+NO_PAGES = ("--no-feedback-for", "*")
+
+
 def same_grades(a, b):
     keep = lambda r: {k: v for k, v in r.items() if k != "feedback"}   # noqa: E731  (the page's path)
     return {s: keep(r) for s, r in a.items()} == {s: keep(r) for s, r in b.items()}
@@ -66,7 +71,8 @@ def test_a_kernel_that_never_starts_is_retried(mini_class, reference, tmp_path):
     faults = tmp_path / "faults"
     faults.mkdir()
     rows, results = grade(mini_class, "retried", {"GRADING_FAULTS": "kernel_start=2",
-                                                  "GRADING_FAULT_DIR": str(faults), "GRADING_BACKOFF_SCALE": "0.01"})
+                                                  "GRADING_FAULT_DIR": str(faults), "GRADING_BACKOFF_SCALE": "0.01"},
+                          extra=NO_PAGES)
     assert len(list(faults.iterdir())) == 2                     # the faults did happen
     assert same_grades(rows, reference[0])
     attempts = [r["timing"]["attempts"] for r in results["rows"].values() if r.get("timing")]
@@ -77,9 +83,14 @@ def test_a_dying_grading_process_is_retried(mini_class, reference, tmp_path):
     faults = tmp_path / "faults"
     faults.mkdir()
     rows, _ = grade(mini_class, "worker-died", {"GRADING_FAULTS": "worker=2", "GRADING_FAULT_DIR": str(faults),
-                                                "GRADING_BACKOFF_SCALE": "0.01"})
+                                                "GRADING_BACKOFF_SCALE": "0.01"}, extra=NO_PAGES)
     assert len(list(faults.iterdir())) == 2
     assert same_grades(rows, reference[0])
+    # --no-feedback-for (the test harness's option) leaves out the pages and nothing else
+    assert all(r["feedback"] for r in reference[0].values()), reference[0]
+    assert all(r["feedback"] == "" for r in rows.values()), rows
+    assert not list((mini_class / "worker-died").glob("feedback/*.html"))
+    assert len(list((mini_class / "plain").glob("feedback/*.html"))) == len(reference[0])
 
 
 def test_when_every_attempt_fails_the_row_says_grader_error_not_zero(mini_class, tmp_path):
@@ -145,7 +156,7 @@ def test_a_dask_cluster_gives_the_same_grades_even_when_a_worker_dies(mini_class
     # again, killing one worker as soon as the first learner is being graded
     killer = threading.Thread(target=_kill_when_busy, args=(address, workers[0]), daemon=True)
     killer.start()
-    rows, _ = grade(mini_class, "cluster-killed", extra=("--scheduler", address))
+    rows, _ = grade(mini_class, "cluster-killed", extra=("--scheduler", address, *NO_PAGES))
     killer.join(timeout=5)
     assert workers[0].poll() is not None, "the worker was not killed during the run"
     assert same_grades(rows, reference[0])

@@ -72,6 +72,24 @@ TARGETS = {
     "chain_rule": dict(
         fn="backward", params="root", mod="bplib.autodiff", attr="Value.backward", ret="_r(root)",
         case=None, cls="root.backward()"),
+    "normalization_backward": dict(
+        fn="batchnorm_backward", params="dout, cache", mod="bplib.layers", attr="batchnorm_backward",
+        ret="_r(dout, cache)",
+        # the case the check's reference wants, x rebuilt from the cache (beta does not matter)
+        case="(lambda s: dict(dout=dout, x=cache['x_hat'] / cache['inv_std'].reshape(s) + cache['mean'].reshape(s), "
+             "gamma=cache['gamma'], beta=0 * cache['gamma'], eps=cache['eps']))((1, -1) + (1,) * (dout.ndim - 2))",
+        cls="import numpy as np, bplib.layers as L\n"
+            "s = (1, -1) + (1,) * (dout.ndim - 2)\n"
+            "lay = L.BatchNorm(cache['gamma'].shape[0], eps=cache['eps'], dtype=np.float64)\n"
+            "lay.params['gamma'][...] = cache['gamma']\n"
+            "lay.forward(cache['x_hat'] / cache['inv_std'].reshape(s) + cache['mean'].reshape(s))\n"
+            "dx = lay.backward(dout)\nreturn dx, lay.grads['gamma'], lay.grads['beta']"),
+    "attention_backward": dict(
+        fn="attention_backward", params="dout, cache", mod="bplib.layers", attr="attention_backward",
+        ret="_r(dout, cache)",
+        # the case the check's reference wants, rebuilt from the cache (the mask as its boolean array)
+        case="dict(dout=dout, q=cache['q'], k=cache['k'], v=cache['v'], mask=cache['mask'])",
+        cls=None),
 }
 
 # graded functions that call the attacked one in the solution (they fail with it)
@@ -289,3 +307,13 @@ def test_the_stripped_bplib_holds_no_reference(stripped):
     assert "unavailable('bplib.layers.dense_backward')" in text
     assert not (copy / "checks" / "core.py").read_text().count("def judge")
     assert (copy / "checks" / "calls" / "dense_backward.py").exists()
+
+
+@pytest.mark.skipif("normalization_backward" not in PRESENT, reason="no normalization_backward notebook")
+def test_the_normalisation_references_are_tripwires(stripped):
+    """batchnorm_backward, layernorm_backward, dropout_backward and the three layers' backward are removed."""
+    text = (Path(stripped["normalization_backward"]) / "layers.py").read_text()
+    for name in ("batchnorm_backward", "layernorm_backward", "dropout_backward",
+                 "BatchNorm.backward", "LayerNorm.backward", "Dropout.backward"):
+        assert f"unavailable('bplib.layers.{name}')" in text, name
+    assert "inv_std / m * (m * g" not in text       # the reference's compact form is gone

@@ -11,6 +11,7 @@ Two independent runners:
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import pytest
@@ -21,23 +22,36 @@ from mutants._course import ASSIGNMENTS, ROOT, env
 PRESENT = [a for a in ASSIGNMENTS if (ROOT / "solutions" / a / f"{a}.ipynb").exists()]
 
 
-@pytest.mark.parametrize("assignment", PRESENT)
-def test_solution_runs_and_passes_every_check(assignment):
+def _run_in_full(assignment):
+    """The instructor notebook executed as a learner's Run All would (no BPLIB_FAST: full-size training)."""
     path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
     nb = nbformat.read(str(path), as_version=4)
     e = dict(os.environ)
     e.pop("BPLIB_FAST", None)
     e.pop("BPLIB_RECORD_DIR", None)
     client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                         resources={"metadata": {"path": str(path.parent)}})
-    old = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(e)
+                            resources={"metadata": {"path": str(path.parent)}})
+    client.execute(env=e)          # the kernel's environment (jupyter_client start_kernel(env=...))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def full_runs(request):
+    """The full runs of the selected tests' solutions, started together, two at a time (each kernel
+    keeps one core busy, and CI has two); each test waits for its own notebook."""
+    selected = {item.callspec.params.get("assignment") for item in request.session.items
+                if getattr(item, "originalname", "") == "test_solution_runs_and_passes_every_check"
+                and hasattr(item, "callspec")}
+    pool = ThreadPoolExecutor(max_workers=2)
     try:
-        client.execute()
+        yield {a: pool.submit(_run_in_full, a) for a in PRESENT if a in selected}
     finally:
-        os.environ.clear()
-        os.environ.update(old)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("assignment", PRESENT)
+def test_solution_runs_and_passes_every_check(assignment, full_runs):
+    nb = full_runs[assignment].result()
     errors, printed = [], []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":

@@ -7,7 +7,9 @@ the graded functions that gives the scores) over every "student" (the solution,
 the untouched exercise, and every wrong implementation of
 tests/mutants/<assignment>.py injected into the solution's code cells). Grading
 tests (e2e and wrong implementations) share that one run: grading costs a kernel
-start per notebook.
+start per notebook. Feedback pages are made for the solution and the untouched
+exercise only (``--no-feedback-for mutant_*``, an option for this harness): the
+mutants' verdicts are read from their graded notebooks, the same with or without a page.
 
 BPLIB_FAST=1 is set for the kernels: the notebooks' training cells then use
 a few hundred examples and one epoch (see each notebook's first cell).
@@ -29,7 +31,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backward",
-               "lstm_backward", "policy_gradient")
+               "lstm_backward", "policy_gradient", "normalization_backward", "attention_backward")
 
 
 def env():
@@ -130,6 +132,7 @@ _POOL = None
 _FUTURES = {}                   # assignment -> Future of its Graded
 _COURSES = {}                   # assignment -> course folder where generate_assignment has run
 _LOCKS = {a: threading.Lock() for a in ASSIGNMENTS}
+_START_LOCK = threading.Lock()
 
 
 def generated(assignment):
@@ -143,17 +146,31 @@ def generated(assignment):
         return _COURSES[assignment]
 
 
-def graded(assignment):
-    """``assignment`` generated, autograded and exported (once per session). The first call
-    starts every assignment in the background, two at a time (CI has 2 cores; each autograde
-    runs one kernel at a time), ``assignment`` first."""
+def start(assignments=None):
+    """Start grading ``assignments`` (default: every assignment) in the background, two at a
+    time (CI has 2 cores; each grading run grades one learner at a time), in the order given.
+    tests/conftest.py calls it once the tests are collected, for the assignments the selected
+    grading tests need, so the grading overlaps the single-threaded tests that run first."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=2)
-        atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
-        for a in [assignment] + [a for a in ASSIGNMENTS if a != assignment]:
-            if (ROOT / "solutions" / a / f"{a}.ipynb").exists():
+    _START_LOCK.acquire()
+    try:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2)
+            atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+        for a in ASSIGNMENTS if assignments is None else assignments:
+            if a not in _FUTURES and (ROOT / "solutions" / a / f"{a}.ipynb").exists():
                 _FUTURES[a] = _POOL.submit(_grade, a)
+    finally:
+        _START_LOCK.release()
+
+
+def graded(assignment):
+    """``assignment`` generated, autograded and exported (once per session). If nothing was
+    started yet (no conftest), the first call starts every assignment, ``assignment`` first."""
+    if _POOL is None:
+        start([assignment] + [a for a in ASSIGNMENTS if a != assignment])
+    elif assignment not in _FUTURES:
+        start([assignment])
     return _FUTURES[assignment].result()
 
 
@@ -169,8 +186,12 @@ def _grade(assignment):
     for sid, nb in students.items():
         nbformat.write(nb, str(subs / f"{sid}.ipynb"))
     out = course / "graded"
+    # no feedback page for the mutants (no test reads one: their verdicts are read from the graded
+    # notebook, which is the same with or without a page); the solution's and the untouched
+    # exercise's pages are made, so every assignment's page is still rendered once per session
     r = subprocess.run([sys.executable, "-m", "grading", assignment, str(subs), "--out", str(out), "--workers", "1", "--seed", "4242",
-                        "--quiet"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1500)
+                        "--quiet", "--no-feedback-for", "mutant_*"], cwd=ROOT, env=env(), capture_output=True, text=True,
+                       timeout=1500)
     if r.returncode != 0:
         raise RuntimeError(f"python -m grading {assignment} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     with open(out / "grades.csv", newline="") as f:
