@@ -11,3 +11,5 @@ Stages (one module each):
     kernel_launcher.py the sandbox every student kernel starts in (limits, hidden paths, no root)
     report.py          grades.csv and the printed summary
 """
+
+from . import threadsafe_ast  # noqa: E402,F401  (ast.parse under one lock: CPython gh-106905)

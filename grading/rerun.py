@@ -22,7 +22,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import threading
 import zlib
 
 import numpy as np
@@ -31,13 +30,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_RESULT_BYTES = 256 << 20
 
 
-_AST_LOCK = threading.Lock()   # CPython 3.11's ast.parse is not thread-safe (gh-106905: "AST constructor
-                               # recursion depth mismatch" when two threads parse at once)
+from .threadsafe_ast import install as _threadsafe_ast
+
+_threadsafe_ast()   # CPython 3.11's ast.parse is not thread-safe (gh-106905): one lock for the process
 
 
 def _parse(source):
-    with _AST_LOCK:
-        return ast.parse(source)
+    return ast.parse(source)
 
 
 class RerunError(Exception):

@@ -11,6 +11,8 @@ import os
 
 import matplotlib
 
+import grading.threadsafe_ast  # noqa: F401  (ast.parse under one lock for the test threads: CPython gh-106905)
+
 matplotlib.use("Agg")          # before anything imports pyplot: no window, no display needed
 
 from hypothesis import HealthCheck, settings  # noqa: E402
