@@ -174,7 +174,9 @@ def _context():
         # multiprocessing refuses to let start children; the learner's process is joined or killed here
         multiprocessing.current_process()._config["daemon"] = False
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["grading.worker", "nbgrader.apps", "nbconvert", "numpy", "bplib.checks"])
+        # grading.warm: the modules, regex and template caches the feedback page needs (grading/warm.py)
+        ctx.set_forkserver_preload(["grading.worker", "nbgrader.apps", "nbconvert", "numpy", "bplib.checks",
+                                    "grading.warm"])
         _CTX.append(ctx)
     return _CTX[0]
 
@@ -189,7 +191,16 @@ def _child(payload, out, logpath, env):
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     from . import worker
-    sys.exit(worker.main([payload, out]))
+    prof_dir = env.get("GRADING_CPROFILE")       # a folder: a cProfile of each learner's process (issue 18)
+    if not prof_dir:
+        sys.exit(worker.main([payload, out]))
+    import cProfile
+    prof = cProfile.Profile()
+    try:
+        rc = prof.runcall(worker.main, [payload, out])
+    finally:
+        prof.dump_stats(os.path.join(prof_dir, f"learner-{os.getpid()}.prof"))
+    sys.exit(rc)
 
 
 def _set_pdeathsig():

@@ -11,8 +11,10 @@ Every page is opened a second time at phone width (390 px): no page-level
 horizontal scroll, and no display equation cut off (one wider than the column
 sits in its own horizontal scroll box). Every page passes axe-core
 (node_modules/axe-core, pinned in package-lock.json) with no serious or
-critical violation, at both widths. Pages with folded derivations
-(sphinx-design dropdowns) are checked again with every dropdown open.
+critical violation, at both widths (axe runs once per width: on pages with
+folded derivations, sphinx-design dropdowns, with every dropdown open, so the
+folded content is checked too). Layout is checked with the dropdowns closed
+and again open.
 Every <img> has a descriptive alt text (not empty, not a file name), and no
 figure made by a page's code is shrunk below 0.6 of its natural width in the
 1280-pixel column (its text would be smaller than about 6 px).
@@ -273,15 +275,17 @@ def check_page(page, problems, rel, shot_dir, axe_source=None):
     try:
         page.wait_for_load_state("load")
         info = page.evaluate(_INSPECT)
-        if axe_source:
-            problems.extend(axe_problems(page, axe_source, "1280 px"))
+        # axe-core once per width (about 2 s a run), on the page with every dropdown open when it has
+        # any: that state holds all of the page's content, the folded derivations included
+        where = "1280 px"
         if page.evaluate(_OPEN_DROPDOWNS):
             opened = page.evaluate(_OPEN_INSPECT)
             problems.extend(f"too wide for the column (1280-pixel window, dropdowns open): {w}"
                             for w in opened["tooWide"])
             problems.extend(layout_problems(opened, "1280 px with the dropdowns open"))
-            if axe_source:
-                problems.extend(axe_problems(page, axe_source, "1280 px, dropdowns open"))
+            where = "1280 px, dropdowns open"
+        if axe_source:
+            problems.extend(axe_problems(page, axe_source, where))
         # the first screenful; SITE_FULL_SCREENSHOTS=1 takes whole pages (about 2 s each)
         page.screenshot(path=str(shot_dir / (rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
     finally:
@@ -335,10 +339,11 @@ def check_phone_page(page, problems, rel, shot_dir, axe_source):
     try:
         page.wait_for_load_state("load")
         info = page.evaluate(_PHONE_INSPECT)
-        problems.extend(axe_problems(page, axe_source, "390 px"))
+        where = "390 px"
         if page.evaluate(_OPEN_DROPDOWNS):
             problems.extend(layout_problems(page.evaluate(_OPEN_INSPECT), "390 px with the dropdowns open"))
-            problems.extend(axe_problems(page, axe_source, "390 px, dropdowns open"))
+            where = "390 px, dropdowns open"
+        problems.extend(axe_problems(page, axe_source, where))
         page.screenshot(path=str(shot_dir / ("phone__" + rel.replace("/", "__") + ".png")), full_page=FULL_SHOTS)
     finally:
         page.close()

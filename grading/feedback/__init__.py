@@ -41,6 +41,7 @@ import shutil
 import subprocess
 import threading
 
+import jinja2
 from nbconvert.exporters import HTMLExporter
 
 from . import inert
@@ -283,10 +284,36 @@ def cell_label(cell, part=None):
     return f"{name}: comment" if part == "comment" else name
 
 
+class MemoryBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates kept in this process's memory. nbgrader makes a new exporter (and so a
+    new jinja environment) for every learner; with this cache only the first compiles the
+    templates, and the forkserver's warm-up (grading/warm.py) is that first for a whole run. Jinja
+    checks each entry against its template's source, so an edited template is compiled again."""
+
+    def __init__(self):
+        self.store = {}
+
+    def load_bytecode(self, bucket):
+        code = self.store.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket):
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_CACHE = MemoryBytecodeCache()
+
+
 class FeedbackExporter(HTMLExporter):
     """nbgrader's HTML feedback with the math typeset in the page and the tests named."""
 
     math = MATH                        # the TeX -> SVG engine (one node process for the whole run)
+
+    def _create_environment(self):
+        environment = super()._create_environment()
+        environment.bytecode_cache = TEMPLATE_CACHE
+        return environment
 
     @pass_context
     def markdown2html(self, context, source):
