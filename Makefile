@@ -47,7 +47,7 @@ lab: $(STAMP)
 # Regenerate the instructor notebooks from solutions/.src/*.py, then the learners' exercises
 # with nbgrader (exercises/<a>/<a>.ipynb; commit both). ASSIGNMENTS=name to do only some.
 ASSIGNMENTS ?= chain_rule gradient_descent dense_backward conv_backward lstm_backward policy_gradient \
-  normalization_backward attention_backward
+  normalization_backward attention_backward backprop_ninja
 .PHONY: exercises
 exercises: $(STAMP)
 	$(PY) scripts/make_solutions.py $(ASSIGNMENTS)
@@ -68,11 +68,12 @@ grade: $(STAMP) $(MATHJAX)
 	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=<name> SUBMISSIONS=<folder or .zip>"; exit 2; }
 	$(PY) -m grading $(ASSIGNMENT) "$(SUBMISSIONS)" $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(GRADE_ARGS)
 
-# bplib against PyTorch CPU (benchmarks/run.py); torch is the optional `bench` extra, not in requirements.txt
+# bplib against PyTorch CPU (benchmarks/run.py); torch is the optional `bench` extra, not in requirements.txt.
+# BENCH_ARGS="--save book/results/bench/latest.txt" stores the run the book's benchmark page shows.
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q --no-build-isolation -e ".[bench]" $(QUIET)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # What a graded class hands out instead of the repository: dist/learner/ and dist/learner.zip
 # (one top folder, backprop-learner/): the exercises, bplib without hidden cases or grader code,

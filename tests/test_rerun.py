@@ -90,6 +90,13 @@ TARGETS = {
         # the case the check's reference wants, rebuilt from the cache (the mask as its boolean array)
         case="dict(dout=dout, q=cache['q'], k=cache['k'], v=cache['v'], mask=cache['mask'])",
         cls=None),
+    "backprop_ninja": dict(
+        fn="batchnorm_backward_fused", params="dh_bn, h_hat, gamma, inv_std", mod="bplib.layers",
+        attr="batchnorm_backward", ret="_r(dh_bn, dict(x_hat=h_hat, gamma=gamma, inv_std=inv_std.reshape(-1)))[0]",
+        case="dict(dh_bn=dh_bn, h_hat=h_hat, gamma=gamma, inv_std=inv_std)",
+        cls="import numpy as np, bplib.layers as L\n"
+            "lay = L.BatchNorm(gamma.shape[0], dtype=np.float64)\n"
+            "lay.params['gamma'][...] = gamma\nlay.forward(h_hat / inv_std)\nreturn lay.backward(dh_bn)"),
 }
 
 # graded functions that call the attacked one in the solution (they fail with it)

@@ -685,6 +685,12 @@ def test_reference_sources():
         "bplib.layers.attention_backward", "bplib.layers._attention_fast_backward", "solutions/attention_backward"}
     assert set(S.reference_sources("mha_projections_backward", "attention_backward")) == {
         "bplib.layers.MultiHeadSelfAttention.backward", "solutions/attention_backward"}
+    assert set(S.reference_sources("backward_by_hand", "backprop_ninja")) == {
+        "bplib.tensor.Tensor.backward", "solutions/backprop_ninja"}
+    assert set(S.reference_sources("cross_entropy_backward", "backprop_ninja")) == {
+        "bplib.losses.softmax_cross_entropy", "solutions/backprop_ninja"}
+    assert set(S.reference_sources("batchnorm_backward_fused", "backprop_ninja")) == {
+        "bplib.layers.batchnorm_backward", "solutions/backprop_ninja"}
     assert S.reference_sources("no_such_function", "no_such_assignment") == {}
 
 

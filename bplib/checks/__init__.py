@@ -22,17 +22,20 @@ prints or returns is trusted.
 from . import chain_rule, conv_backward, dense_backward, gradient_descent, lstm_backward, policy_gradient
 from . import normalization_backward
 from . import attention_backward
+from . import backprop_ninja
 from . import core
 from ._verdict import fail
 from .core import Ladder, run_check
+from .backprop_ninja import compare   # backprop_ninja's table: each gradient against Tensor autograd
 
 __all__ = ["check", "hint", "ALL_CHECKS", "CHECKS", "ASSIGNMENTS", "start", "passed", "summary", "results",
            "hints_used"]
 
 ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backward",
-               "lstm_backward", "policy_gradient", "normalization_backward", "attention_backward")
+               "lstm_backward", "policy_gradient", "normalization_backward", "attention_backward",
+               "backprop_ninja")
 _MODULES = (chain_rule, gradient_descent, dense_backward, conv_backward, lstm_backward, policy_gradient,
-            normalization_backward, attention_backward)
+            normalization_backward, attention_backward, backprop_ninja)
 
 CHECKS = {c.id: c for m in _MODULES for c in m.CHECKS}
 ALL_CHECKS = {cid: (c.assignment, c.points) for cid, c in CHECKS.items()}

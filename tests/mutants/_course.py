@@ -31,7 +31,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backward",
-               "lstm_backward", "policy_gradient", "normalization_backward", "attention_backward")
+               "lstm_backward", "policy_gradient", "normalization_backward", "attention_backward",
+               "backprop_ninja")
 
 
 def env():

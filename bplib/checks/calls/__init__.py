@@ -8,8 +8,9 @@ this package is the only part of ``bplib.checks`` that the grader's clean proces
 from . import chain_rule, conv_backward, dense_backward, gradient_descent, lstm_backward, policy_gradient
 from . import normalization_backward
 from . import attention_backward
+from . import backprop_ninja
 
 CALLS = {}
 for _m in (chain_rule, gradient_descent, dense_backward, conv_backward, lstm_backward, policy_gradient,
-           normalization_backward, attention_backward):
+           normalization_backward, attention_backward, backprop_ninja):
     CALLS.update(_m.CALLS)
