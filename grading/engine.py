@@ -163,20 +163,23 @@ def hidden_paths(extra=()):
 
 # -- one task, on a worker ----------------------------------------------------------------------------
 _CTX = []
+PRELOAD = ["grading.worker", "nbgrader.apps", "nbconvert", "numpy", "bplib.checks"]
+# grading.warm (the feedback page's modules, regex and template caches) costs the forkserver about
+# 2-4 s once and saves each learner about 0.75 CPU-s: worth it from this many learners on a worker
+WARM_FROM = 8
 
 
-def _context():
+def _context(warm=True):
     """A forkserver that has imported nbgrader and the grader once: a learner's process starts in
-    milliseconds instead of the 3-4 s those imports take, and from a clean single-threaded parent."""
+    milliseconds instead of the 3-4 s those imports take, and from a clean single-threaded parent.
+    ``warm``: also run grading/warm.py there (the first call decides, for the process)."""
     if not _CTX:
         import multiprocessing
         # a Dask worker started without distributed.worker.daemon=False is a daemonic process, which
         # multiprocessing refuses to let start children; the learner's process is joined or killed here
         multiprocessing.current_process()._config["daemon"] = False
         ctx = multiprocessing.get_context("forkserver")
-        # grading.warm: the modules, regex and template caches the feedback page needs (grading/warm.py)
-        ctx.set_forkserver_preload(["grading.worker", "nbgrader.apps", "nbconvert", "numpy", "bplib.checks",
-                                    "grading.warm"])
+        ctx.set_forkserver_preload(PRELOAD + (["grading.warm"] if warm else []))
         _CTX.append(ctx)
     return _CTX[0]
 
@@ -242,7 +245,8 @@ def grade_task(job):
                 env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
                 logpath = os.path.join(private, "worker.log")
-                p = _context().Process(target=_child, args=(payload, out, logpath, env), daemon=False)
+                p = _context(job.get("warm", True)).Process(target=_child, args=(payload, out, logpath, env),
+                                                            daemon=False)
                 p.start()
                 p.join(job["budget"])
                 if p.is_alive():
@@ -295,6 +299,8 @@ def run(jobs, workers=1, scheduler=None, on_result=None):
                                dashboard_address=None, silence_logs=logging.ERROR, memory_limit=0)
         client = Client(cluster)
     results = {}
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})) if scheduler else workers)
+    jobs = [dict(job, warm=len(jobs) / n_workers >= WARM_FROM) for job in jobs]
     try:
         futures = {client.submit(grade_task, job, key=f"grade-{job['run']}-{job['student']}", pure=False): job
                    for job in jobs}
