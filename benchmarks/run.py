@@ -1,7 +1,8 @@
 """bplib against PyTorch CPU, side by side in one process, on the same inputs.
 
     make bench                         # installs the `bench` extra (torch) if missing, then runs this
-    python benchmarks/run.py [--repeats R] [--threads N] [--quick] [--no-memory]
+    python benchmarks/run.py [--repeats R] [--threads N] [--quick] [--no-memory] [--skip W ...]
+    python benchmarks/run.py --save book/results/bench/latest.txt   # the run the book's benchmark page shows
 
 Workloads (float32 timings, float64 agreement check first):
 
@@ -18,16 +19,26 @@ Workloads (float32 timings, float64 agreement check first):
                  nn.MultiheadAttention(batch_first=True): forward + backward
     transformer_block  TransformerBlock(64, 4 heads, mlp_hidden 256, causal) on (32, 64, 64)
                  against the same pre-norm block of torch modules: forward + backward
+    mnist_time_to_99  end to end: bplib.cases.mnist's convnet trained by its recipe (Adam 1e-3,
+                 x 0.75 per epoch, batches of 64 of its 55,000 training digits) in each library,
+                 same initial weights and batch order, until 99.0% test accuracy (evaluated
+                 every quarter epoch, evaluation not counted; at most 10 epochs); CPU seconds
+                 of training, one run each. Takes minutes: skipped by --quick and by
+                 --skip mnist_time_to_99. The test set is only its stopping rule (a speed
+                 benchmark, no model selection).
 
 Agreement (float64) also covers BatchNorm ((N, D) and (N, C, H, W), training steps with
 running statistics, then eval), LayerNorm, Dropout (the same mask in both libraries),
 every optimizer (SGD with momentum, weight decay and a learning-rate change; RMSProp;
-Adam with weight decay; AdamW; StepLR) and, when bplib has them, MultiHeadSelfAttention
-and TransformerBlock.
+Adam with weight decay, and with the MNIST case's decay; AdamW; StepLR), four steps of
+mnist_time_to_99's two trainings, and, when bplib has them, MultiHeadSelfAttention and
+TransformerBlock.
 
 Both libraries run in this one process on the very same arrays; bplib and torch
 runs are interleaved so that a busy neighbour on a shared machine slows both.
-The last lines are ``ratio <workload> <bplib_ms / torch_ms>``.
+The last lines are ``ratio <workload> <bplib_ms / torch_ms>`` (``ratio mnist_time_to_99 n/a
+(...)`` if a library did not reach 99% within the cap); ``--save PATH`` writes all of it
+to PATH as well (only once the run has finished).
 """
 import argparse
 import ctypes
@@ -50,7 +61,11 @@ from bplib import losses, optim
 from bplib.gradcheck import rel_error
 
 BATCH, LR = 64, 0.01
-WORKLOADS = ("lenet_step", "lstm", "conv2d", "mnist_epoch", "batchnorm", "layernorm", "attention", "transformer_block")
+WORKLOADS = ("lenet_step", "lstm", "conv2d", "mnist_epoch", "batchnorm", "layernorm", "attention", "transformer_block",
+             "mnist_time_to_99")
+# the targets of the issues (13, 16-18) for the ratio bplib / torch; printed in the table
+TARGETS = {"lenet_step": 1.0, "lstm": 1.0, "conv2d": 1.0, "mnist_epoch": 1.0, "batchnorm": 1.2, "layernorm": 1.2,
+           "attention": 1.2, "transformer_block": 1.2, "mnist_time_to_99": 1.0}
 
 
 # ----------------------------------------------------------------------------
@@ -326,7 +341,8 @@ def agree_optimizers(errors, seed=4):
     """Every bplib optimizer against its torch.optim counterpart, several steps on the
     same model and gradients: SGD with momentum and weight decay and a learning-rate
     change between steps (0.05 -> 0.01), plain SGD, RMSProp, Adam with weight decay,
-    AdamW, and SGD with momentum under StepLR."""
+    Adam with the MNIST case's learning-rate decay (x 0.75), AdamW, and SGD with momentum
+    under StepLR."""
     cases = [
         ("SGD(momentum 0.9, weight_decay 1e-3, lr 0.05->0.01)", lambda m: optim.SGD(m, lr=0.05, momentum=0.9, weight_decay=1e-3),
          lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3), {2: 0.01}, None),
@@ -336,6 +352,8 @@ def agree_optimizers(errors, seed=4):
          lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.99, eps=1e-8), {}, None),
         ("Adam(weight_decay 1e-2)", lambda m: optim.Adam(m, lr=0.01, weight_decay=1e-2),
          lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=1e-2), {}, None),
+        ("Adam(lr 1e-3 -> 7.5e-4 -> 5.6e-4)", lambda m: optim.Adam(m, lr=1e-3),      # mnist_time_to_99's recipe
+         lambda ps: torch.optim.Adam(ps, lr=1e-3), {2: 7.5e-4, 4: 5.625e-4}, None),
         ("AdamW(weight_decay 0.1)", lambda m: optim.AdamW(m, lr=0.01, weight_decay=0.1),
          lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=0.1), {}, None),
         ("SGD(momentum 0.9) + StepLR(2, 0.5)", lambda m: optim.SGD(m, lr=0.05, momentum=0.9),
@@ -364,6 +382,42 @@ def agree_optimizers(errors, seed=4):
                 errors[f"optim {name} step {step} lr"] = rel_error(tsch.get_last_lr()[0], opt.lr)
             for k, p in model.params.items():
                 errors[f"optim {name} step {step} {k}"] = rel_error(tparams[k].detach().numpy(), p)
+
+
+def agree_case_recipe(errors, steps=4, seed=5):
+    """mnist_time_to_99's two trainings in float64: bplib.cases.mnist's model (its weights cast
+    to float64) and its torch copy, Adam(lr 1e-3) with the lr times 0.75 after step 2, the
+    same batches; logits, loss and every weight after each step."""
+    from bplib.cases import mnist as case
+    model = case.build_model(rng=np.random.default_rng(0))
+    for layer in model.layers:                                  # the same layers and weights, in float64
+        for k, v in getattr(layer, "params", {}).items():
+            layer.params[k] = v.astype(np.float64)
+        if hasattr(layer, "dtype"):
+            layer.dtype = np.dtype(np.float64)
+    model.layers[0].input_grad = False
+    opt = optim.Adam(model, lr=1e-3)
+    tp = torch_params(model)
+    topt = torch.optim.Adam(list(tp.values()), lr=1e-3)
+    rng = np.random.default_rng(seed)
+    for step in range(steps):
+        if step == 2:
+            opt.lr *= 0.75
+            topt.param_groups[0]["lr"] *= 0.75
+        x, y = rng.standard_normal((16, 1, 28, 28)), rng.integers(0, 10, 16)
+        logits = model.forward(x)
+        loss, dlogits = losses.softmax_cross_entropy(logits, y)
+        model.backward(dlogits)
+        opt.step()
+        topt.zero_grad(set_to_none=True)
+        tlogits = case_model_torch(tp, tt(x))
+        tloss = torch.nn.functional.cross_entropy(tlogits, tt(y))
+        tloss.backward()
+        topt.step()
+        errors[f"mnist case step {step} logits"] = rel_error(tlogits.detach().numpy(), logits)
+        errors[f"mnist case step {step} loss"] = rel_error(tloss.item(), loss)
+        for k, p in model.params.items():
+            errors[f"mnist case step {step} updated {k}"] = rel_error(tp[k].detach().numpy(), p)
 
 
 class AttentionPair:
@@ -534,6 +588,7 @@ def check_agreement(tol=1e-10):
         agree_norms(errors)
         agree_dropout(errors)
     agree_optimizers(errors)
+    agree_case_recipe(errors)
     if hasattr(L, "MultiHeadSelfAttention"):
         agree_attention(errors)
 
@@ -664,6 +719,127 @@ def bench_mnist_epoch(repeats, steps=40):
 
 
 # ----------------------------------------------------------------------------
+# 2b. time to 99% test accuracy: the MNIST case's model and recipe, end to end
+# ----------------------------------------------------------------------------
+TTA_TARGET, TTA_MAX_EPOCHS, TTA_EVALS_PER_EPOCH = 0.99, 10, 4
+TTA_INTERLEAVE = 5                  # steps each library runs before the other one's turn
+
+
+def case_model_torch(p, x):
+    """bplib.cases.mnist's convnet in torch on bplib's params ``p`` (the LeNet's layer
+    indices: 0, 3 conv; 7, 9 dense); only the channel counts differ."""
+    return lenet_torch(p, x)
+
+
+def bench_mnist_time_to_99(target=TTA_TARGET, max_epochs=TTA_MAX_EPOCHS, evals=TTA_EVALS_PER_EPOCH):
+    """Train ``bplib.cases.mnist``'s model by its recipe once in bplib and once in torch until the
+    test accuracy is >= ``target``; returns a dict of times (CPU s), steps and accuracies.
+
+    Same for both: the 55,000 training digits of the case's validation split, standardised
+    by the case's ``to_input`` (once, shared, not timed); the initial weights (bplib's, copied
+    into torch); one seeded permutation per epoch that both read the same batches of 64 from;
+    Adam(lr 1e-3, betas (0.9, 0.999), eps 1e-8), the learning rate times 0.75 after every epoch
+    (the agreement step checks bplib's Adam against torch.optim.Adam, with such a change).
+    Timed: every training step with its batch gathering (x[idx], y[idx]; torch.from_numpy for
+    torch). The test accuracy is evaluated every 1/``evals`` epoch; evaluation is timed
+    separately and NOT counted in the time to accuracy (reported beside it).
+
+    The test set is used only as this stopping rule: this is a benchmark of speed, not a model
+    selection (the case itself chooses its epoch on the validation split).
+    Interleaved: the two libraries take turns of ``TTA_INTERLEAVE`` steps on the same batches
+    (who goes first swaps every turn); once one library has reached the target, the other
+    runs on alone.
+    """
+    from bplib.cases import mnist as case, validation_split
+    (xtr, ytr), (xte, yte) = bplib.data.load_mnist()
+    tr_idx, _ = validation_split(len(xtr), 5000, 0)            # the case's split: train on its 55,000
+    xtr, ytr = case.to_input(xtr[tr_idx]), ytr[tr_idx]
+    xte = case.to_input(xte)
+    txte = torch.from_numpy(xte)
+
+    model = case.build_model(rng=np.random.default_rng(0))      # the case's model and initial weights
+    model.layers[0].input_grad = False      # torch computes no gradient for the images; bplib is told the same
+    opt = optim.Adam(model, lr=1e-3)
+    tp = torch_params(model)
+    topt = torch.optim.Adam(list(tp.values()), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    with torch.no_grad():                                       # same initial function, in float32
+        e = rel_error(case_model_torch(tp, txte[:64]).numpy(), model.forward(xte[:64]))
+    assert e < 1e-4, f"mnist_time_to_99: initial logits differ between bplib and torch ({e:.1e})"
+
+    def steps_bplib(batches):
+        for idx in batches:
+            _, dlogits = losses.softmax_cross_entropy(model.forward(xtr[idx]), ytr[idx])
+            model.backward(dlogits)
+            opt.step()
+
+    def steps_torch(batches):
+        for idx in batches:
+            topt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(case_model_torch(tp, torch.from_numpy(xtr[idx])),
+                                                     torch.from_numpy(ytr[idx]))
+            loss.backward()
+            topt.step()
+
+    def acc_bplib():
+        return case.accuracy(model, xte, yte, batch_size=500)
+
+    def acc_torch():
+        with torch.no_grad():
+            pred = torch.cat([case_model_torch(tp, txte[s:s + 500]).argmax(1) for s in range(0, len(xte), 500)])
+        return float((pred.numpy() == yte).mean())
+
+    libs = {"bplib": (steps_bplib, acc_bplib), "torch": (steps_torch, acc_torch)}
+    state = {k: dict(train_s=0.0, eval_s=0.0, steps=0, evals=0, acc=None, reached=False, epochs=0, curve=[])
+             for k in libs}
+    rng = np.random.default_rng(0)                              # the batch order, shared
+    n_batches = -(-len(xtr) // BATCH)
+    bounds = np.linspace(0, n_batches, evals + 1).round().astype(int)
+    turn = 0
+    for epoch in range(max_epochs):
+        order = rng.permutation(len(xtr))
+        batches = [order[s:s + BATCH] for s in range(0, len(order), BATCH)]
+        for q in range(evals):
+            part = batches[bounds[q]:bounds[q + 1]]
+            for s in range(0, len(part), TTA_INTERLEAVE):       # the same few steps in each library in turn
+                turn += 1
+                for name in ("bplib", "torch") if turn % 2 else ("torch", "bplib"):
+                    st = state[name]
+                    if not st["reached"]:
+                        t0 = CLOCK()
+                        libs[name][0](part[s:s + TTA_INTERLEAVE])
+                        st["train_s"] += CLOCK() - t0
+            for st, (_, acc) in zip(state.values(), libs.values()):
+                if st["reached"]:
+                    continue
+                st["steps"] += len(part)
+                t0 = CLOCK()
+                st["acc"] = acc()
+                st["eval_s"] += CLOCK() - t0
+                st["evals"] += 1
+                st["epochs"] = epoch + (q + 1) / evals
+                st["curve"].append(st["acc"])
+                st["reached"] = st["acc"] >= target
+            if all(st["reached"] for st in state.values()):
+                break
+        else:
+            opt.lr *= 0.75                                      # the case's decay, after every epoch
+            for group in topt.param_groups:
+                group["lr"] *= 0.75
+            continue
+        break
+    for name, st in state.items():
+        print(f"mnist_time_to_99 {name}: " + (
+            f"{100 * target:.1f}% test accuracy ({100 * st['acc']:.2f}%) after {st['epochs']:g} epochs "
+            f"({st['steps']} steps of {BATCH}), {st['train_s']:.1f} s CPU training"
+            if st["reached"] else
+            f"did NOT reach {100 * target:.1f}% in {max_epochs} epochs (last {100 * st['acc']:.2f}%), "
+            f"{st['train_s']:.1f} s CPU training") +
+            f"; evaluation not counted: {st['eval_s']:.1f} s for {st['evals']} runs over the 10,000 test digits")
+        print(f"  test accuracy (%) every 1/{evals} epoch: " + ", ".join(f"{100 * a:.2f}" for a in st["curve"]))
+    return dict(target=target, max_epochs=max_epochs, evals=evals, **state)
+
+
+# ----------------------------------------------------------------------------
 # 3. peak memory of a bplib MNIST run, in a fresh process (torch not imported)
 # ----------------------------------------------------------------------------
 def _cpu_name():
@@ -713,12 +889,23 @@ def main(argv=None):
                     help="threads for numpy's BLAS and torch alike (default 1; 0: whatever numpy uses)")
     ap.add_argument("--wall", action="store_true",
                     help="time wall-clock instead of process CPU time (always so with more than 1 thread)")
-    ap.add_argument("--quick", action="store_true", help="few repeats, for a smoke test")
+    ap.add_argument("--quick", action="store_true", help="few repeats and no mnist_time_to_99, for a smoke test")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     ap.add_argument("--only", choices=WORKLOADS, nargs="*", help="time only these workloads")
+    ap.add_argument("--skip", choices=WORKLOADS, nargs="+", default=[],
+                    help="leave these workloads out (e.g. --skip mnist_time_to_99: it takes minutes)")
+    ap.add_argument("--tta-target", type=float, default=TTA_TARGET,
+                    help="mnist_time_to_99's test accuracy to reach (default 0.99; lower only for a smoke test)")
+    ap.add_argument("--tta-max-epochs", type=int, default=TTA_MAX_EPOCHS,
+                    help="mnist_time_to_99 stops after this many epochs if the target is not reached")
+    ap.add_argument("--save", metavar="PATH",
+                    help="also write everything printed to PATH (e.g. book/results/bench/latest.txt)")
     ap.add_argument("--layers-from", metavar="REV", help="time bplib/layers.py as of this git revision")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.save and args.memory_child is None:
+        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
+        sys.stdout = _Tee(sys.stdout, open(args.save + ".part", "w"))
     if args.layers_from:
         use_layers_from(args.layers_from)
     if args.memory_child is not None:
@@ -756,36 +943,89 @@ def main(argv=None):
                "batchnorm": (lambda r: bench_norm("batchnorm", BN_SHAPE, r), repeats * 2, "ms"),
                "layernorm": (lambda r: bench_norm("layernorm", LN_SHAPE, r), repeats * 2, "ms"),
                "attention": (bench_attention, repeats, "ms"),
-               "transformer_block": (lambda r: bench_attention(r, block=True), repeats, "ms")}
+               "transformer_block": (lambda r: bench_attention(r, block=True), repeats, "ms"),
+               "mnist_time_to_99": (lambda r: bench_mnist_time_to_99(args.tta_target, args.tta_max_epochs), 1, "s")}
     if not hasattr(L, "MultiHeadSelfAttention"):               # bplib/layers.py of an older revision
         benches.pop("attention"), benches.pop("transformer_block")
     if not hasattr(L, "BatchNorm"):
         benches.pop("batchnorm"), benches.pop("layernorm")
-    results = {}
-    for name in args.only or WORKLOADS:
+    results, tta = {}, None
+    todo = [n for n in args.only or WORKLOADS if n not in args.skip]
+    if args.quick and "mnist_time_to_99" in todo and not args.only:
+        todo.remove("mnist_time_to_99")
+        print("mnist_time_to_99: skipped by --quick (it takes minutes; --only mnist_time_to_99 runs it)")
+    for name in todo:
         if name not in benches:
             print(f"{name}: not in this bplib/layers.py, skipped")
             continue
         fn, reps, unit = benches[name]
         res = fn(reps)
+        if name == "mnist_time_to_99":
+            tta = res
+            res = ([res["bplib"]["train_s"]], [res["torch"]["train_s"]])
         if res is None:                                         # no MNIST: scale the step time
             a, b = results["lenet_step"] if "lenet_step" in results else bench_lenet(repeats)
             res = [t * 60000 / BATCH / 1e3 for t in a], [t * 60000 / BATCH / 1e3 for t in b]
         results[name] = res + (unit,)
 
     print(f"\n{'workload':<17} {'unit':>4} {'bplib median':>13} {'(min-max)':>17} "
-          f"{'torch median':>13} {'(min-max)':>17} {'ratio':>6}")
+          f"{'torch median':>13} {'(min-max)':>17} {'ratio':>6} {'target':>7}")
     for name, (a, b, unit) in results.items():
         ma, mb = statistics.median(a), statistics.median(b)
+        ratio = f"{ma / mb:.2f}" if name != "mnist_time_to_99" or _tta_done(tta) else "n/a"
         print(f"{name:<17} {unit:>4} {ma:>13.2f} {f'({min(a):.2f}-{max(a):.2f})':>17} "
-              f"{mb:>13.2f} {f'({min(b):.2f}-{max(b):.2f})':>17} {ma / mb:>6.2f}")
+              f"{mb:>13.2f} {f'({min(b):.2f}-{max(b):.2f})':>17} {ratio:>6} {f'<={TARGETS[name]:.1f}':>7}")
     print(f"(medians of {repeats} interleaved runs after warm-up; conv2d, batchnorm, layernorm {2 * repeats}; "
-          f"mnist_epoch: {max(3, repeats // 6)} runs of 40 real batches, scaled to 60000/64 steps)\n")
+          f"mnist_epoch: {max(3, repeats // 6)} runs of 40 real batches, scaled to 60000/64 steps"
+          + (f"; mnist_time_to_99: one training run each, CPU seconds of training until "
+             f"{100 * tta['target']:.1f}% test accuracy, evaluation not counted" if tta else "")
+          + f"; load average at the end {os.getloadavg()[0]:.1f})\n")
+    if tta:
+        for name in ("bplib", "torch"):
+            st = tta[name]
+            print(f"time to {100 * tta['target']:.1f}%: {name} " + (
+                f"{st['train_s']:.1f} s, {st['epochs']:g} epochs, {st['steps']} steps" if st["reached"] else
+                f"not reached in {tta['max_epochs']} epochs ({st['train_s']:.1f} s, {st['steps']} steps, "
+                f"last {100 * st['acc']:.2f}%)") + f"; evaluation {st['eval_s']:.1f} s, not counted")
+        print()
     if memory is not None:
         print(f"peak memory (maxrss) of a bplib MNIST run (full training set as float32, 300 LeNet "
               f"steps, own process): {memory:.0f} MB (target < 600 MB)\n")
     for name, (a, b, unit) in results.items():
-        print(f"ratio {name} {statistics.median(a) / statistics.median(b):.2f}")
+        if name == "mnist_time_to_99" and not _tta_done(tta):
+            print(f"ratio {name} n/a (not reached: " + ", ".join(
+                k for k in ("bplib", "torch") if not tta[k]["reached"]) + ")")
+        else:
+            print(f"ratio {name} {statistics.median(a) / statistics.median(b):.2f}")
+    if args.save:
+        sys.stdout.flush()
+        sys.stdout.file.close()
+        sys.stdout = sys.stdout.out
+        os.replace(args.save + ".part", args.save)          # a finished run only: never half a file
+        print(f"saved to {args.save}")
+
+
+def _tta_done(tta):
+    return tta is not None and tta["bplib"]["reached"] and tta["torch"]["reached"]
+
+
+class _Tee:
+    """stdout that also writes to a file (--save)."""
+
+    def __init__(self, out, file):
+        self.out, self.file = out, file
+
+    def write(self, s):
+        self.out.write(s)
+        self.file.write(s)
+        return len(s)
+
+    def flush(self):
+        self.out.flush()
+        self.file.flush()
+
+    def __getattr__(self, name):                                # encoding, isatty, ...: the terminal's
+        return getattr(self.out, name)
 
 
 if __name__ == "__main__":
