@@ -11,6 +11,13 @@ start per notebook. Feedback pages are made for the solution and the untouched
 exercise only (``--no-feedback-for mutant_*``, an option for this harness): the
 mutants' verdicts are read from their graded notebooks, the same with or without a page.
 
+Only the first mistake of each graded function (``e2e_mutants``) goes through that whole run; the
+others are judged by ``judged(assignment)``: the grader's clean re-run alone (grading/rerun.py:
+the stripped bplib, the sandbox, the hidden and visible cases of the same seed, ``judge_job``),
+which is what gives every test cell its score in the real run. A mistake judged so costs about
+0.5 CPU-s instead of a kernel start, nbgrader and the re-run (about 2.5 CPU-s), and what it
+asserts is the same verdict text the graded notebook would show.
+
 BPLIB_FAST=1 is set for the kernels: the notebooks' training cells then use
 a few hundred examples and one epoch (see each notebook's first cell).
 """
@@ -67,6 +74,22 @@ def mutants(assignment):
     except ModuleNotFoundError:
         return []
     return mod.MUTANTS
+
+
+def e2e_mutants(assignment):
+    """The mistakes graded end to end by ``python -m grading``: the first one of each graded function."""
+    seen, out = set(), []
+    for m in mutants(assignment):
+        if m["function"] not in seen:
+            seen.add(m["function"])
+            out.append(m)
+    return out
+
+
+def rerun_mutants(assignment):
+    """The other mistakes: judged by the grader's clean re-run alone (``judged``)."""
+    e2e = {m["name"] for m in e2e_mutants(assignment)}
+    return [m for m in mutants(assignment) if m["name"] not in e2e]
 
 
 def solution_cells(nb):
@@ -130,7 +153,7 @@ class Graded:
 
 
 _POOL = None
-_FUTURES = {}                   # assignment -> Future of its Graded
+_FUTURES = {}                   # assignment -> Future of its Graded; ("rerun", assignment) -> its verdicts
 _COURSES = {}                   # assignment -> course folder where generate_assignment has run
 _LOCKS = {a: threading.Lock() for a in ASSIGNMENTS}
 _START_LOCK = threading.Lock()
@@ -161,6 +184,7 @@ def start(assignments=None):
         for a in ASSIGNMENTS if assignments is None else assignments:
             if a not in _FUTURES and (ROOT / "solutions" / a / f"{a}.ipynb").exists():
                 _FUTURES[a] = _POOL.submit(_grade, a)
+                _FUTURES[("rerun", a)] = _POOL.submit(_judge_by_rerun, a)
     finally:
         _START_LOCK.release()
 
@@ -175,12 +199,61 @@ def graded(assignment):
     return _FUTURES[assignment].result()
 
 
+def judged(assignment):
+    """{mutant name: {check_id: verdict}} of ``rerun_mutants(assignment)``, from the clean re-run alone
+    (once per session; started with the assignment's grading run)."""
+    if ("rerun", assignment) not in _FUTURES:
+        start([assignment])
+    return _FUTURES[("rerun", assignment)].result()
+
+
+SEED = 4242                      # the grading runs' seed (``--seed 4242`` below): the same cases
+
+
+def _judge_by_rerun(assignment):
+    """What grading/worker.py's clean re-run decides for each mistake of ``rerun_mutants``: the
+    notebook's graded functions run in the sandbox on the stripped bplib, judged here."""
+    from grading import engine, rerun, strip
+    todo = rerun_mutants(assignment)
+    if not todo:
+        return {}
+    tmp = tempfile.mkdtemp(prefix=f"bp-rerun-{assignment}-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    os.chmod(tmp, 0o755)
+    stripped = strip.build(os.path.join(tmp, "stripped"), rerun.allowed(assignment))[0]
+    exercise = nbformat.read(str(ROOT / "exercises" / assignment / f"{assignment}.ipynb"), as_version=4)
+    solution = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
+    drawn = rerun.draw_cases(assignment, SEED)
+    uid, lock = engine.reserve_uid()
+    hide = [str(ROOT / d) for d in ("solutions", "grading", "tests", ".git")]
+    e = dict(env(), GRADING_HIDE=os.pathsep.join(hide), GRADING_UID=str(uid), GRADING_MEM_MB="2048",
+             GRADING_CPU_S="120", GRADING_BPLIB_OVERLAY=stripped, OPENBLAS_NUM_THREADS="1")
+    out = {}
+    try:
+        for m in todo:
+            nb = student_notebook(exercise, solution, m)
+            job = tempfile.mkdtemp(prefix="job-", dir=tmp)
+            os.chmod(job, 0o755)
+            rerun.make_job(job, nb, assignment, drawn)
+            result, killed = rerun.run_job(job, e, 300)
+            if result is None:
+                raise RuntimeError(f"the clean re-run of mutant {m['name']} ({assignment}) gave no result: {killed}")
+            meta, arrays = result
+            _, text = rerun.function_sources(nb, [])
+            out[m["name"]] = rerun.judge_job(drawn, meta, arrays, text)
+            shutil.rmtree(job, ignore_errors=True)
+    finally:
+        if lock is not None:
+            lock.close()
+    return out
+
+
 def _grade(assignment):
     course = generated(assignment)
     exercise = nbformat.read(str(course / "exercises" / assignment / f"{assignment}.ipynb"), as_version=4)
     solution = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
     students = {"solution": student_notebook(exercise, solution), "untouched": exercise}
-    for m in mutants(assignment):
+    for m in e2e_mutants(assignment):
         students[f"mutant_{m['name']}"] = student_notebook(exercise, solution, m)
     subs = course / "class"
     subs.mkdir()
