@@ -22,7 +22,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grading import rerun, strip
+from grading import engine, rerun, strip
+from mutants._course import clean_rerun
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261201
@@ -239,18 +240,13 @@ def stripped(tmp_path_factory):
 
 
 def grade(assignment, nb, stripped_dir, tmp):
-    drawn = rerun.draw_cases(assignment, SEED)
-    job = tempfile.mkdtemp(prefix="job-", dir=tmp)
-    os.chmod(job, 0o755)
-    rerun.make_job(job, nb, assignment, drawn)
-    hide = [str(ROOT / d) for d in ("solutions", "grading", "tests", ".git")]
-    env = dict(os.environ, GRADING_HIDE=os.pathsep.join(hide), GRADING_UID="62990", GRADING_MEM_MB="2048",
-               GRADING_CPU_S="120", GRADING_BPLIB_OVERLAY=stripped_dir, OPENBLAS_NUM_THREADS="1")
-    result, killed = rerun.run_job(job, env, 300)
-    assert result is not None, killed
-    meta, arrays = result
-    _, text = rerun.function_sources(nb, [])
-    return rerun.judge_job(drawn, meta, arrays, text)
+    """The clean re-run's verdicts of ``nb`` (mutants/_course.py: as grading/worker.py runs it)."""
+    uid, lock = engine.reserve_uid()
+    try:
+        return clean_rerun(assignment, nb, stripped_dir, rerun.draw_cases(assignment, SEED), tmp, uid)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def test_the_honest_solution_gets_every_point(stripped, tmp_path):

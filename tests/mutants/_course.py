@@ -225,27 +225,34 @@ def _judge_by_rerun(assignment):
     solution = nbformat.read(str(ROOT / "solutions" / assignment / f"{assignment}.ipynb"), as_version=4)
     drawn = rerun.draw_cases(assignment, SEED)
     uid, lock = engine.reserve_uid()
-    hide = [str(ROOT / d) for d in ("solutions", "grading", "tests", ".git")]
-    e = dict(env(), GRADING_HIDE=os.pathsep.join(hide), GRADING_UID=str(uid), GRADING_MEM_MB="2048",
-             GRADING_CPU_S="120", GRADING_BPLIB_OVERLAY=stripped, OPENBLAS_NUM_THREADS="1")
-    out = {}
     try:
-        for m in todo:
-            nb = student_notebook(exercise, solution, m)
-            job = tempfile.mkdtemp(prefix="job-", dir=tmp)
-            os.chmod(job, 0o755)
-            rerun.make_job(job, nb, assignment, drawn)
-            result, killed = rerun.run_job(job, e, 300)
-            if result is None:
-                raise RuntimeError(f"the clean re-run of mutant {m['name']} ({assignment}) gave no result: {killed}")
-            meta, arrays = result
-            _, text = rerun.function_sources(nb, [])
-            out[m["name"]] = rerun.judge_job(drawn, meta, arrays, text)
-            shutil.rmtree(job, ignore_errors=True)
+        return {m["name"]: clean_rerun(assignment, student_notebook(exercise, solution, m), stripped, drawn, tmp, uid)
+                for m in todo}
     finally:
         if lock is not None:
             lock.close()
-    return out
+
+
+def clean_rerun(assignment, nb, stripped, drawn, workdir, uid):
+    """The grader's clean re-run of ``nb``'s graded functions (as grading/worker.py runs it): in the
+    sandbox as ``uid``, over the stripped bplib ``stripped``, on the cases ``drawn``; returns
+    ``judge_job``'s {check_id: verdict}. RuntimeError if the re-run gives no result."""
+    from grading import rerun
+    hide = [str(ROOT / d) for d in ("solutions", "grading", "tests", ".git")]
+    e = dict(env(), GRADING_HIDE=os.pathsep.join(hide), GRADING_UID=str(uid), GRADING_MEM_MB="2048",
+             GRADING_CPU_S="120", GRADING_BPLIB_OVERLAY=stripped, OPENBLAS_NUM_THREADS="1")
+    job = tempfile.mkdtemp(prefix="job-", dir=workdir)
+    os.chmod(job, 0o755)
+    try:
+        rerun.make_job(job, nb, assignment, drawn)
+        result, killed = rerun.run_job(job, e, 300)
+        if result is None:
+            raise RuntimeError(f"the clean re-run ({assignment}) gave no result: {killed}")
+        meta, arrays = result
+        _, text = rerun.function_sources(nb, [])
+        return rerun.judge_job(drawn, meta, arrays, text)
+    finally:
+        shutil.rmtree(job, ignore_errors=True)
 
 
 def _grade(assignment):
