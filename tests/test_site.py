@@ -31,6 +31,7 @@ import shutil
 import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -112,12 +113,35 @@ def browser(chromium):
     context.close()
 
 
+def _phone_checks(server, shot_dir, axe_source):
+    """check_phone_page for every page, in a phone-sized context (390 x 844 CSS pixels, touch,
+    device pixel ratio 3) of a Playwright and a Chromium of this thread's own (Playwright's API is
+    not thread-safe: one instance per thread). Returns {page: problems}."""
+    report = {}
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        try:
+            context = b.new_context(viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
+            for rel in site_pages():
+                found = check_phone_page(*open_page(context, server, rel), rel, shot_dir, axe_source)
+                if found:
+                    report[rel] = found
+            context.close()
+        finally:
+            b.close()
+    return report
+
+
 @pytest.fixture(scope="module")
-def phone(chromium):
-    """A phone-sized context (390 x 844 CSS pixels, touch, device pixel ratio 3)."""
-    context = chromium.new_context(viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
-    yield context
-    context.close()
+def phone_run(server, tmp_path_factory, axe_source):
+    """The phone-width checks of every page, started in a thread of their own as soon as the desktop
+    test starts, so that the two widths load side by side on the machine's two cores."""
+    shots = tmp_path_factory.mktemp("phone")
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(_phone_checks, server, shots, axe_source)
+    future.shots = shots
+    yield future
+    pool.shutdown(wait=True)
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +375,7 @@ def check_phone_page(page, problems, rel, shot_dir, axe_source):
     return problems
 
 
-def test_every_page_renders_offline_with_math_links_and_images(browser, server, tmp_path, axe_source):
+def test_every_page_renders_offline_with_math_links_and_images(browser, server, tmp_path, axe_source, phone_run):
     pages = site_pages()
     assert "index.html" in pages and len(pages) >= 2, f"the site looks empty: {pages}"
     # the book's pages all exist (the chapters listed in _toc.yml were built)
@@ -435,15 +459,11 @@ def test_mathjax_is_served_by_the_site_itself(server):
         assert path.is_file() and path.stat().st_size > 1_000_000, f"MathJax bundle missing: {path}"
 
 
-def test_every_page_fits_a_phone_and_passes_axe(phone, server, tmp_path, axe_source):
+def test_every_page_fits_a_phone_and_passes_axe(phone_run):
     """At 390 px no page scrolls sideways, no equation is cut off, no request leaves the site,
     and axe-core finds no serious or critical violation."""
-    report = {}
-    for rel in site_pages():
-        found = check_phone_page(*open_page(phone, server, rel), rel, tmp_path, axe_source)
-        if found:
-            report[rel] = found
-    print(f"screenshots at 390 px in {tmp_path}")
+    report = phone_run.result()
+    print(f"screenshots at 390 px in {phone_run.shots}")
     assert not report, "problems at phone width (390 px):\n" + "\n".join(
         f"{rel}:\n  " + "\n  ".join(p) for rel, p in report.items())
 
