@@ -43,3 +43,6 @@ def pytest_collection_finish(session):
     if wanted:
         from mutants import _course
         _course.start(wanted)
+    import background                 # heavy self-contained set-ups, queued after the grading runs
+    background.start({getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
+                      for item in session.items})

@@ -13,6 +13,7 @@
 
 Needs node and the npm copy of MathJax (``npm ci``; `make book` and `make test` do it).
 """
+import atexit
 import copy
 import html
 import os
@@ -20,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
+import background
 from bplib.checks import CHECKS
 from grading import feedback
 from grading.preprocessors import HideTestTracebacks
@@ -179,11 +182,12 @@ def _carol(gid, src):
     return src
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """alice: the instructor's notebook; bob: the untouched exercise; carol: dW transposed."""
+def grade_three_learners():
+    """alice: the instructor's notebook; bob: the untouched exercise; carol: dW transposed. Graded
+    in the background once the tests are collected (tests/background.py)."""
     _need_mathjax()
-    base = tmp_path_factory.mktemp("feedback")
+    base = Path(tempfile.mkdtemp(prefix="bp-feedback-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
     solution = nbformat.read(str(ROOT / "solutions" / A / f"{A}.ipynb"), as_version=4)
     release = nbformat.read(str(ROOT / "exercises" / A / f"{A}.ipynb"), as_version=4)
     subs = base / "class"
@@ -201,6 +205,14 @@ def graded(tmp_path_factory):
     assert not missing, f"no feedback page for {missing}:\n{r.stdout[-3000:]}"
     assert list((base / "math-cache").rglob("*.html")), "the pages' formulas were not typeset by node"
     return {"pages": pages, "solution": solution, "release": release, "shots": base / "shots"}
+
+
+background.register("feedback_pages", __name__, grade_three_learners)
+
+
+@pytest.fixture(scope="module")
+def graded():
+    return background.result("feedback_pages")
 
 
 def test_pages_are_small_and_self_contained(graded):

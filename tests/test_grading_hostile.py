@@ -5,15 +5,22 @@ asserts that student's score and flag (grades.csv) after a single
 ``python -m grading`` run over the whole class (tests/fixtures in the real
 dense_backward assignment; cell limit lowered to keep CI fast).
 """
+import atexit
 import csv
 import html
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from grading import cli, synthetic
+import background
+from grading import synthetic
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(synthetic.REPO, "solutions", "dense_backward",
                                                                 "dense_backward.ipynb")),
@@ -52,20 +59,33 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hostile")
+def grade_the_class():
+    """The whole class generated and graded by one ``python -m grading`` (started in the background
+    once the tests are collected: tests/background.py)."""
+    base = Path(tempfile.mkdtemp(prefix="bp-hostile-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
     plan = [("moodle" if k == "moodle" else s, k) for s, (k, _, _) in CASES.items()]
     synthetic.make_class("dense_backward", str(base / "class"), plan, work=str(base / "release"))
     before = _snapshot(base / "class")
     out = base / "out"
-    rc = cli.main(["dense_backward", str(base / "class"), "--out", str(out), "--seed", "7", "--timeout", str(TIMEOUT), "--quiet"])
-    assert rc == 0
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    r = subprocess.run([sys.executable, "-m", "grading", "dense_backward", str(base / "class"), "--out", str(out),
+                        "--seed", "7", "--timeout", str(TIMEOUT), "--quiet"], cwd=synthetic.REPO, env=env,
+                       capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, f"python -m grading failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     with open(out / "grades.csv") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     with open(out / "results.json") as f:
         results = json.load(f)
     return {"rows": rows, "results": results, "out": out, "class": base / "class", "before": before}
+
+
+background.register("hostile_class", __name__, grade_the_class)
+
+
+@pytest.fixture(scope="module")
+def graded():
+    return background.result("hostile_class")
 
 
 def _snapshot(folder):

@@ -189,6 +189,16 @@ def start(assignments=None):
         _START_LOCK.release()
 
 
+def submit(fn, *args):
+    """Queue ``fn(*args)`` on the pool that grades the course (tests/background.py); a Future."""
+    global _POOL
+    with _START_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2)
+            atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+        return _POOL.submit(fn, *args)
+
+
 def graded(assignment):
     """``assignment`` generated, autograded and exported (once per session). If nothing was
     started yet (no conftest), the first call starts every assignment, ``assignment`` first."""
