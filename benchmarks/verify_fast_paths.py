@@ -201,3 +201,38 @@ for trial in range(20):
                 rel_error(rdW, dense.grads["W"]), rel_error(rdb, dense.grads["b"]))
 assert worst < 1e-12, worst
 print(f"Dense class vs public functions: worst rel error {worst:.1e}")
+# Conv2D's dx one column offset dj at a time (W^T d2 rows of that dj, summed over di, then added): every stride,
+# windows that leave rows/columns uncovered, k = 1, padding; float64 against conv2d_backward,
+# float32 against it in float64 (the sums are only reordered)
+worst = worst32 = 0
+for (C, F, k, s, p, H, W) in [(2, 3, 1, 1, 0, 4, 5), (3, 2, 3, 2, 0, 8, 7), (2, 2, 3, 3, 1, 10, 9), (1, 4, 5, 1, 2, 6, 6),
+                              (3, 3, 2, 2, 0, 5, 7), (4, 2, 4, 1, 0, 4, 9), (2, 3, 3, 1, 1, 12, 3)]:
+    for dt in (np.float64, np.float32):
+        conv = L.Conv2D(C, F, k, s, p, rng=rng, dtype=dt)
+        x = rng.standard_normal((3, C, H, W)).astype(dt)
+        out = conv.forward(x); dout = rng.standard_normal(out.shape).astype(dt)
+        dx = conv.backward(dout)
+        x64, W64 = x.astype(F64), conv.params["W"].astype(F64)
+        rdx, rdW, rdb = L.conv2d_backward(dout.astype(F64), x64, W64, s, p)
+        e = max(rel_error(rdx, dx), rel_error(rdW, conv.grads["W"]), rel_error(rdb, conv.grads["b"]))
+        if dt is np.float64:
+            worst = max(worst, e)
+        else:
+            worst32 = max(worst32, e)
+        dx2 = conv.backward(dout)                      # the col2im scratch reused: same dx, dx from before intact
+        assert np.array_equal(dx, dx2) and dx.dtype == dt
+assert worst < 1e-12 and worst32 < 1e-4, (worst, worst32)
+print(f"Conv2D dx by column offset vs conv2d_backward: worst rel error {worst:.1e} (float64), {worst32:.1e} (float32)")
+# MaxPool2D backward (dout handed out offset by offset): windows that tile x, leave a border,
+# overlap or leave gaps; ties; dout in another memory order than out; after Sequential's ReLU
+for (k, s, H, W) in [(2, 2, 8, 8), (2, 2, 7, 9), (3, 3, 9, 6), (3, 2, 7, 7), (2, 3, 8, 8), (1, 1, 3, 4)]:
+    x = np.round(rng.standard_normal((3, 2, H, W)) * 2) / 2
+    x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)   # batch innermost, as from Conv2D
+    pool = L.MaxPool2D(k, s)
+    out = pool.forward(x); d = rng.standard_normal(out.shape[::-1]).T      # dout in the other memory order
+    assert np.array_equal(pool.backward(d), L.maxpool2d_backward(d, x, k, s)), (k, s, H, W)
+    net = L.Sequential(L.ReLU(), L.MaxPool2D(k, s))
+    net.forward(x)
+    ref = L.relu_backward(L.maxpool2d_backward(d, L.relu_forward(x), k, s), x)
+    assert np.array_equal(net.backward(d), ref), (k, s, H, W)
+print("MaxPool2D backward: tiling, borders, overlap, gaps, ties, memory orders, after ReLU: identical to the public functions")

@@ -228,7 +228,8 @@ def maxpool2d_backward(dout, x, k, stride=None):
 #     result is already (F, Ho, Wo, N) in memory: no transpose before the next layer;
 #   * every window offset (di, dj) of a k x k window is a strided slice whose rows
 #     are long contiguous runs (Wo*N numbers), so im2col, col2im and pooling are
-#     k*k fast slice copies, adds or maxima. ReLU keeps the memory order it is given.
+#     k*k fast slice copies, adds or maxima (dx: see ``_conv_dx_col2im_chwn``). ReLU keeps
+#     the memory order it is given.
 # In the book's layout, cols (N*Ho*Wo, C*k*k), each convolution paid a transpose
 # copy both ways, pooling reduced a transposed 6-axis window view, and col2im added
 # runs of only Wo numbers: those copies cost more than the arithmetic
@@ -264,21 +265,50 @@ def _im2col_chwn(xc, k, s, Ho, Wo, work=None):
     return cols.reshape(C * k * k, Ho * Wo * N)
 
 
-def _col2im_chwn(dcols, xc_shape, k, s, Ho, Wo):
-    """Adjoint of ``_im2col_chwn``: dcols (C*k*k, Ho*Wo*N)  ->  dxc: xc_shape = (C, H, W, N)."""
-    C, N = xc_shape[0], xc_shape[3]
-    dcols = dcols.reshape(C, k, k, Ho, Wo, N)
-    dxc = np.zeros(xc_shape, dtype=dcols.dtype)
-    for di in range(k):
-        for dj in range(k):
-            dxc[:, _tap(di, s, Ho), _tap(dj, s, Wo)] += dcols[:, di, dj]   # overlapping windows add up
+def _conv_dx_col2im_chwn(W, d2, xc_shape, k, s, Ho, Wo, work=None):
+    """dx of the convolution: col2im(W^T d2), the adjoint of ``_im2col_chwn`` applied to the
+    product, one column offset dj at a time. W: (F, C, k, k), d2: (F, Ho*Wo*N)  ->  dxc:
+    xc_shape = (C, H, W, N).
+
+    For each dj, the rows (c, di) of dcols = W^T d2 (C*k, Ho*Wo*N) come from one matmul (a
+    block small enough to stay in cache, where the whole dcols would not), are summed over
+    di into G (C, H, Wo, N), and G is added at column offset dj. Two stages, because numpy
+    adds into a strided slice of short runs several times slower than into long runs:
+    G[:, di:di+Ho] (stride 1) is one run of Ho*Wo*N numbers per channel, and only the k
+    adds into dxc[:, :, dj:dj+Wo] have runs of Wo*N."""
+    C, Hp, Wp, N = xc_shape
+    F = W.shape[0]
+    dtype = np.result_type(W, d2)
+    G = _scratch(work, "col2im", (C, Hp, Wo, N), dtype)
+    Wdj = _scratch(work, "Wdj", (C * k, F), dtype)
+    dcols = _scratch(work, "dcols", (C * k, d2.shape[1]), dtype)
+    dxc = np.empty(xc_shape, dtype) if s == 1 else np.zeros(xc_shape, dtype)
+    for dj in range(k):
+        Wdj[...] = W[:, :, :, dj].transpose(1, 2, 0).reshape(C * k, F)      # rows (c, di) of W^T
+        dc = np.matmul(Wdj, d2, out=dcols).reshape(C, k, Ho, Wo, N)
+        if s == 1:
+            G[:, :Ho] = dc[:, 0]
+            G[:, Ho:] = 0
+        else:
+            G[...] = 0
+        for di in range(1 if s == 1 else 0, k):
+            v = G[:, _tap(di, s, Ho)]
+            np.add(v, dc[:, di], out=v)                                     # overlapping windows add up
+        if s == 1 and dj == 0:
+            dxc[:, :, :Wo] = G
+            dxc[:, :, Wo:] = 0
+        else:
+            v = dxc[:, :, _tap(dj, s, Wo)]
+            np.add(v, G, out=v)
     return dxc
 
 
-def _maxpool_fast_forward(x, k, s):
-    """``maxpool2d_forward`` as k*k elementwise maxima of strided views (memory order kept)."""
+def _maxpool_fast_forward(x, k, s, relu=False):
+    """``maxpool2d_forward`` as k*k elementwise maxima of strided views (memory order kept).
+    ``relu``: of relu(x), = relu of the maxima: the first offset's copy is max(x, 0)."""
     Ho, Wo = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
-    out = x[:, :, _tap(0, s, Ho), _tap(0, s, Wo)].copy(order="K")
+    first = x[:, :, _tap(0, s, Ho), _tap(0, s, Wo)]
+    out = np.maximum(first, 0, dtype=x.dtype) if relu else first.copy(order="K")
     for di in range(k):
         for dj in range(k):
             if di or dj:
@@ -286,25 +316,38 @@ def _maxpool_fast_forward(x, k, s):
     return out
 
 
-def _maxpool_fast_backward(dout, x, out, k, s):
+def _maxpool_fast_backward(dout, x, out, k, s, relu_mask=False):
     """``maxpool2d_backward`` given the forward ``out``: offsets are visited in the order
-    argmax reads a window, and each window's dout goes to the first offset holding its max."""
+    argmax reads a window, and each window's dout goes to the first offset holding its max.
+
+    ``rest`` is the dout not yet handed out: an offset's winners take it (dx = rest * won)
+    and leave 0 behind (rest - rest * won: exactly 0 there, exactly rest elsewhere), so a
+    tie goes to the first maximum. ``relu_mask``: dout * (out > 0) first (ReLU before the
+    pooling, see Sequential.backward)."""
     Ho, Wo = out.shape[2], out.shape[3]
-    dout_ = np.empty_like(out, dtype=dout.dtype)
-    dout_[...] = dout                                       # dout in out's memory order: read k*k times
-    dout = dout_
-    dx = np.zeros_like(x, dtype=dout.dtype)                 # same memory order as x
-    unclaimed = np.ones_like(out, dtype=bool)
+    rest = np.empty_like(out, dtype=dout.dtype)              # dout in out's memory order: read k*k times
+    if relu_mask:
+        np.multiply(dout, out > 0, out=rest)
+    else:
+        rest[...] = dout
+    # windows that do not overlap and tile x exactly: every position of dx is written once
+    tiled = s == k and x.shape[2] == Ho * k and x.shape[3] == Wo * k
+    dx = (np.empty_like if tiled else np.zeros_like)(x, dtype=dout.dtype)   # same memory order as x
+    won = np.empty_like(out, dtype=bool)
+    last = k * k - 1
     for di in range(k):
         for dj in range(k):
             rows, cols = _tap(di, s, Ho), _tap(dj, s, Wo)
-            won = x[:, :, rows, cols] == out
-            won &= unclaimed                                # ties go to the first maximum
-            unclaimed ^= won
+            np.equal(x[:, :, rows, cols], out, out=won)
+            dxv = dx[:, :, rows, cols]
             if s >= k:                                      # windows do not overlap: write
-                np.multiply(dout, won, out=dx[:, :, rows, cols])
+                np.multiply(rest, won, out=dxv)
+                if di * k + dj < last:
+                    rest -= dxv
             else:                                           # overlapping windows add up
-                dx[:, :, rows, cols] += dout * won
+                taken = rest * won
+                dxv += taken
+                rest -= taken
     return dx
 
 
@@ -914,9 +957,7 @@ class Conv2D(Layer):
             db = d2 @ np.ones(d2.shape[1], d2.dtype)    # = d2.sum(axis=1); BLAS reads the rows 5x faster
             dx = None
             if self.input_grad:
-                dcols = np.matmul(W.reshape(F, -1).T, d2,
-                                  out=_scratch(self._work, "dcols", self._cols.shape, np.result_type(W, d2)))
-                dxc = _col2im_chwn(dcols, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo)
+                dxc = _conv_dx_col2im_chwn(W, d2, (C, H + 2 * p, W_ + 2 * p, N), k, s, Ho, Wo, self._work)
                 dx = dxc[:, p:p + H, p:p + W_].transpose(3, 0, 1, 2)
         else:
             dx, dW, db = self.backward_fn(dout, self._x, W, s, p)
@@ -963,20 +1004,27 @@ class MaxPool2D(Layer):
         _check_array("ReLU", "input x", x, ("N",) + ("...",) * (x.ndim - 1))
         relu._x, relu._out_shape = x, x.shape         # what ReLU.forward keeps: its input
         self._check_input(x)
-        out = _maxpool_fast_forward(x, self.kernel_size, self.stride)
-        np.maximum(out, 0, out=out)
+        out = _maxpool_fast_forward(x, self.kernel_size, self.stride, relu=True)
         self._x, self._pre_relu = x, True             # the input before ReLU (see backward)
         self._out = out.copy(order="K")
         self._fed_by = relu
         self._out_shape = out.shape
         return out
 
+    def _fast_backward(self, dout, relu_mask=False):
+        """The built-in backward; ``relu_mask=True`` (after Sequential's ReLU + pooling forward)
+        gives ReLU's dx too: see Sequential.backward."""
+        if relu_mask:
+            return _maxpool_fast_backward(dout, self._x, self._out, self.kernel_size, self.stride, relu_mask=True)
+        x = np.maximum(self._x, 0) if self._pre_relu else self._x    # this layer's own input
+        return _maxpool_fast_backward(dout, x, self._out, self.kernel_size, self.stride)
+
     def backward(self, dout):
         self._need_forward()
         self._check_dout(dout)
-        x = np.maximum(self._x, 0) if self._pre_relu else self._x    # this layer's own input
         if self.backward_fn is maxpool2d_backward:    # the built-in one: same result, faster
-            return _maxpool_fast_backward(dout, x, self._out, self.kernel_size, self.stride)
+            return self._fast_backward(dout)
+        x = np.maximum(self._x, 0) if self._pre_relu else self._x    # this layer's own input
         return self.backward_fn(dout, x, self.kernel_size, self.stride)
 
     def __repr__(self):
@@ -1282,8 +1330,7 @@ class Sequential(Layer):
                 # (out > 0) before pooling's backward gives ReLU's dx without its whole-array pass
                 layer._check_dout(dout)
                 # (x before or after ReLU gives the same winners where the max is > 0)
-                dout = _maxpool_fast_backward(dout * (layer._out > 0), layer._x, layer._out,
-                                              layer.kernel_size, layer.stride)
+                dout = layer._fast_backward(dout, relu_mask=True)
                 i -= 2
             else:
                 dout = layer.backward(dout)
