@@ -9,7 +9,12 @@ Each test sets its own small ``max_examples`` to keep the suite fast. Profiles
 """
 import os
 
-import matplotlib
+# one BLAS thread (before numpy loads), as `make test` sets: the tests share the cores with the
+# background grading runs, and spinning OpenBLAS threads slow both down many times over
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import matplotlib  # noqa: E402
 
 import grading.threadsafe_ast  # noqa: F401  (ast.parse under one lock for the test threads: CPython gh-106905)
 
