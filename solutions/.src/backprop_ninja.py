@@ -148,11 +148,13 @@ print(f"loss {t_demo['loss'].item():.4f} (log K = {np.log(K):.4f}: the network h
 # - **A sum or a mean** copies the gradient back to every term it added up (times $\frac1N$ for
 #   a mean).
 #
-# **A worked example (not one of the graded lines).** Take $q = a \cdot c$ with `a` of shape
-# (N, K) and `c` of shape (N, 1). Element by element $q[n, k] = a[n, k]\, c[n]$. So
-# $\partial L/\partial a[n, k] = c[n]\, \partial L/\partial q[n, k]$ (shape (N, K), like `a`), and
-# $c[n]$, used by the K entries of its row, collects
-# $\partial L/\partial c[n] = \sum_k a[n, k]\, \partial L/\partial q[n, k]$, of shape (N, 1) like `c`.
+# **A worked example (an operation the network does not use).** Take `q = a ** c` with `a` of
+# shape (N, K), positive, and a row of exponents `c` of shape (1, K). Element by element
+# $q[n, k] = a[n, k]^{c[k]}$, and the local derivative is
+# $\partial q[n, k] / \partial c[k] = q[n, k] \ln a[n, k]$. The exponent $c[k]$ is used by the N
+# entries of its column, so it collects one contribution from each:
+# $\partial L/\partial c[k] = \sum_n \partial L/\partial q[n, k]\; q[n, k] \ln a[n, k]$, of shape
+# (1, K) like `c` (in numpy, a sum over axis 0 with `keepdims=True`).
 #
 # **Your derivation**, on paper, for the cross-entropy's lines (from the last one up):
 #
@@ -160,7 +162,7 @@ print(f"loss {t_demo['loss'].item():.4f} (log K = {np.log(K):.4f}: the network h
 #    numbers does the mean average?)
 # 2. `picked = logprobs[np.arange(N), y]`: which entries of `logprobs` were read, and what do the
 #    others get?
-# 3. `logprobs = probs.log()`, `probs = counts * counts_sum_inv` (the worked example's pattern),
+# 3. `logprobs = probs.log()`, `probs = counts * counts_sum_inv` (a product in which one factor is broadcast),
 #    `counts_sum_inv = counts_sum ** -1`, `counts_sum = counts.sum(axis=1, keepdims=True)`,
 #    `counts = shifted.exp()`: one local derivative each. `counts` is used twice: by `probs`
 #    and by `counts_sum`.
@@ -178,7 +180,7 @@ print(f"loss {t_demo['loss'].item():.4f} (log K = {np.log(K):.4f}: the network h
 #    element, then recognise the matrix product). `b2` is added to every row.
 # 2. `h = h_bn.tanh()`: the slope of tanh, written with its output `h`.
 # 3. `h_bn = gamma * h_hat + beta`: `gamma` and `beta` are `(H,)`, used by every example.
-# 4. `h_hat = diff * inv_std` (`inv_std` is a (1, H) row: the worked example again, along axis 0),
+# 4. `h_hat = diff * inv_std` (`inv_std` is a (1, H) row used by every example, like `c` above),
 #    `inv_std = var_eps ** -0.5`, `var_eps = var + eps`,
 #    `var = diff2.mean(axis=0, keepdims=True)`, `diff2 = diff ** 2`. `diff` is used twice: by
 #    `h_hat` and by `diff2`.
