@@ -12,4 +12,5 @@ Stages (one module each):
     report.py          grades.csv and the printed summary
 """
 
-from . import threadsafe_ast  # noqa: E402,F401  (ast.parse under one lock: CPython gh-106905)
+# ast.parse under one lock for the whole process (CPython 3.11 gh-106905), before any stage parses
+from . import threadsafe_ast  # noqa: E402,F401

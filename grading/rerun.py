@@ -30,15 +30,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_RESULT_BYTES = 256 << 20
 
 
-from .threadsafe_ast import install as _threadsafe_ast
-
-_threadsafe_ast()   # CPython 3.11's ast.parse is not thread-safe (gh-106905): one lock for the process
-
-
-def _parse(source):
-    return ast.parse(source)
-
-
 class RerunError(Exception):
     """The re-run machinery failed (not the learner's code)."""
 
@@ -241,7 +232,7 @@ ROUTES = [
 def routes_in(source):
     """How the learner's code could reach a reference, from its text: names, not proof."""
     try:
-        tree = _parse(source)
+        tree = ast.parse(source)
     except SyntaxError:
         return []
     seen = []
@@ -302,7 +293,7 @@ def function_sources(nb, names):
     text = "\n\n".join(_code_cells(nb))
     out = {}
     try:
-        tree = _parse(text)
+        tree = ast.parse(text)
     except SyntaxError:
         tree = None
     if tree is not None:

@@ -96,11 +96,15 @@ def server():
     httpd.server_close()
 
 
+def _launch(p):
+    """Debian's Chromium, headless, from the Playwright instance ``p``."""
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+
+
 @pytest.fixture(scope="module")
 def chromium():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=["--disable-gpu", "--disable-quic"])
+        b = _launch(p)
         yield b
         b.close()
 
@@ -119,7 +123,7 @@ def _phone_checks(server, shot_dir, axe_source):
     not thread-safe: one instance per thread). Returns {page: problems}."""
     report = {}
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--disable-gpu", "--disable-quic"])
+        b = _launch(p)
         try:
             context = b.new_context(viewport=PHONE, device_scale_factor=3, is_mobile=True, has_touch=True)
             for rel in site_pages():
