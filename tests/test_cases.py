@@ -332,6 +332,19 @@ def test_pong_checkpoint_resumes(tmp_path):
     assert second["updates"] > first["updates"]
     with open(os.path.join(out, "metrics.csv")) as f:
         assert len(f.read().strip().splitlines()) == 1 + 2
+    assert first["sticky"] == second["sticky"] == 0.25                # ALE/Pong-v5's default protocol
+    with pytest.raises(ValueError, match="sticky"):                  # a run cannot change the game halfway
+        pong.train(out=out, hours=0, episodes=1, envs=1, hidden=8, batch_steps=500, resume=True, quiet=True, sticky=0.0)
+
+
+def test_pong_sticky_actions_reach_the_emulator():
+    from bplib.cases.pong import make_env
+    for sticky in (0.0, 0.25):
+        env = make_env(0, sticky=sticky)
+        assert env.unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(sticky)
+        env.close()
+    with pytest.raises(ValueError, match="repeat_action_probability"):
+        make_env(0, sticky=1.0)
 
 
 # ----------------------------------------------------------------------------

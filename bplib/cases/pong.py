@@ -22,8 +22,11 @@ more likely, worse-than-average ones less), and the loss
 Several emulators run side by side (``--envs``) so that the policy sees a
 batch of frames per forward pass; an update is made as soon as ``--batch-steps``
 steps of *finished* rallies are collected. Unfinished rallies wait for the
-next update. Sticky actions are off (``repeat_action_probability=0``), the
-emulator repeats each action for 4 frames (the v5 default).
+next update. The game is ``ALE/Pong-v5`` with its defaults: the emulator
+repeats each action for 4 frames, and with probability 0.25 a frame repeats
+the previous action instead of the chosen one ("sticky actions", the protocol
+of published Atari results). ``--sticky 0`` gives the deterministic game of
+the course's first run, kept as a labelled comparison.
 """
 import argparse
 import csv
@@ -38,6 +41,7 @@ from bplib.optim import RMSProp
 
 UP, DOWN = 2, 3           # ALE Pong's RIGHT and LEFT move the paddle up and down
 D = 80 * 80
+STICKY = 0.25             # ALE/Pong-v5's repeat_action_probability
 
 
 # ----------------------------------------------------------------------------
@@ -152,12 +156,14 @@ def _load_checkpoint(path, policy, opt):
 # ----------------------------------------------------------------------------
 # environments
 # ----------------------------------------------------------------------------
-def make_env(seed, render=False):
+def make_env(seed, render=False, sticky=STICKY):
     import ale_py
     import gymnasium as gym
     gym.register_envs(ale_py)
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)   # no start-up banner in logs and pages
-    env = gym.make("ALE/Pong-v5", repeat_action_probability=0.0,
+    if not 0.0 <= sticky < 1.0:
+        raise ValueError(f"make_env: sticky (repeat_action_probability) must be in [0, 1), got {sticky}")
+    env = gym.make("ALE/Pong-v5", repeat_action_probability=float(sticky),
                    render_mode="rgb_array" if render else None)
     env.reset(seed=seed)
     return env
@@ -166,8 +172,8 @@ def make_env(seed, render=False):
 class _Runner:
     """One emulator plus what its current episode and rally have collected."""
 
-    def __init__(self, seed):
-        self.env = make_env(seed)
+    def __init__(self, seed, sticky=STICKY):
+        self.env = make_env(seed, sticky=sticky)
         obs, _ = self.env.reset(seed=seed)
         self.prev = None
         self.cur = preprocess(obs)
@@ -192,13 +198,13 @@ class _Runner:
         self.xs, self.acts = [], []
 
 
-def play_episode(policy, seed, greedy=False, render=False, max_steps=20000, rng=None):
+def play_episode(policy, seed, greedy=False, render=False, max_steps=20000, rng=None, sticky=STICKY):
     """One full game (first to 21). Returns (total reward, frames if render else None).
 
     ``policy=None`` plays uniformly at random between UP and DOWN.
     """
     rng = rng if rng is not None else np.random.default_rng(seed)
-    env = make_env(seed, render=render)
+    env = make_env(seed, render=render, sticky=sticky)
     obs, _ = env.reset(seed=seed)
     prev, total, frames = None, 0.0, []
     for _ in range(max_steps):
@@ -224,7 +230,7 @@ def play_episode(policy, seed, greedy=False, render=False, max_steps=20000, rng=
 # training loop
 # ----------------------------------------------------------------------------
 def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128, lr=1e-3, decay=0.99,
-          gamma=0.99, batch_steps=5000, resume=False, checkpoint_minutes=5.0, quiet=False):
+          gamma=0.99, batch_steps=5000, resume=False, checkpoint_minutes=5.0, quiet=False, sticky=STICKY):
     from tqdm import tqdm
     os.makedirs(out, exist_ok=True)
     ckpt = os.path.join(out, "checkpoint.npz")
@@ -232,10 +238,13 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
     rng = np.random.default_rng(seed)
     policy = make_policy(hidden, rng=np.random.default_rng(seed))
     opt = RMSProp(policy, lr=lr, decay=decay, eps=1e-5)
-    state = dict(episode=0, updates=0, seconds=0.0, steps=0, seed=seed)
+    state = dict(episode=0, updates=0, seconds=0.0, steps=0, seed=seed, sticky=sticky)
     rewards_hist = []
     if resume and os.path.exists(ckpt):
         state = _load_checkpoint(ckpt, policy, opt)
+        if state.get("sticky", 0.0) != sticky:
+            raise ValueError(f"--resume: {ckpt} was trained with sticky={state.get('sticky', 0.0)}, "
+                             f"not {sticky}; resume with the same --sticky or start a new --out")
         rng = np.random.default_rng([seed, state["updates"]])       # a fresh but reproducible stream
         if os.path.exists(metrics_path):
             with open(metrics_path) as f:
@@ -258,7 +267,7 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
     if new_file:
         writer.writerow(["episode", "reward", "steps", "mean_reward_100", "updates", "seconds"])
 
-    runners = [_Runner(seed * 1000 + state["episode"] + i) for i in range(envs)]
+    runners = [_Runner(seed * 1000 + state["episode"] + i, sticky) for i in range(envs)]
     pool_x, pool_a, pool_G = [], [], []
     pool_n = 0
     t0 = time.time()
@@ -322,12 +331,12 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
     save_policy(os.path.join(out, "weights.npz"), policy)
     for run in runners:
         run.env.close()
-    return dict(case="pong", episodes=state["episode"], updates=state["updates"], steps=state["steps"],
+    return dict(case="pong", sticky=sticky, episodes=state["episode"], updates=state["updates"], steps=state["steps"],
                 mean_reward_100=mean100(), train_seconds=round(state["seconds"], 1),
                 train_hours=round(state["seconds"] / 3600, 3))
 
 
-def evaluate(weights, episodes=100, seed=12345, envs=6, greedy=False):
+def evaluate(weights, episodes=100, seed=12345, envs=6, greedy=False, sticky=STICKY):
     """Scores of the stored policy in ``episodes`` fresh games (game seeds seed, seed+1, ...),
     played ``envs`` at a time; actions are sampled from the policy unless ``greedy``.
     Returns the list of final scores (ours - theirs)."""
@@ -337,7 +346,7 @@ def evaluate(weights, episodes=100, seed=12345, envs=6, greedy=False):
     runners, scores = [], []
     while len(scores) < episodes:
         while len(runners) < envs and next_game < episodes:
-            runners.append(_Runner(seed + next_game))
+            runners.append(_Runner(seed + next_game, sticky))
             next_game += 1
         X = np.stack([r.observation() for r in runners])
         p = prob_up(policy, X)
@@ -364,14 +373,14 @@ def export(run_dir, dest, eval_episodes=0):
     with open(os.path.join(dest, "metrics.csv"), "w") as f:
         f.write("\n".join(lines) + "\n")
     rewards = [float(line.split(",")[1]) for line in lines[1:]]
-    res = dict(case="pong", episodes=state["episode"], updates=state["updates"], steps=state["steps"],
+    res = dict(case="pong", sticky=state.get("sticky", 0.0), episodes=state["episode"], updates=state["updates"], steps=state["steps"],
                mean_reward_100=round(float(np.mean(rewards[-100:])), 3),
                first_100_mean_reward=round(float(np.mean(rewards[:100])), 3),
                best_mean_reward_100=round(max(float(np.mean(rewards[i - 100:i])) for i in range(100, len(rewards) + 1)), 3)
                if len(rewards) >= 100 else None,
                train_seconds=round(state["seconds"], 1), train_hours=round(state["seconds"] / 3600, 3))
     if eval_episodes:
-        scores = evaluate(os.path.join(dest, "weights.npz"), eval_episodes)
+        scores = evaluate(os.path.join(dest, "weights.npz"), eval_episodes, sticky=res["sticky"])
         res["eval_mean_reward"] = round(float(np.mean(scores)), 3)
         res["eval_episodes"] = eval_episodes
         res["eval_games_won"] = int(np.sum(np.array(scores) > 0))
@@ -391,6 +400,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--gamma", type=float, default=0.99)
     ap.add_argument("--batch-steps", type=int, default=5000, help="finished-rally steps per update")
+    ap.add_argument("--sticky", type=float, default=STICKY,
+                    help="repeat_action_probability (0.25 = the v5 default; 0 = the deterministic game)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz if it exists")
     ap.add_argument("--eval-episodes", type=int, default=0, help="after training, play this many fresh games")
@@ -402,9 +413,10 @@ def main(argv=None):
         return res
     res = train(out=args.out, hours=args.hours, episodes=args.episodes, seed=args.seed, envs=args.envs,
                 hidden=args.hidden, lr=args.lr, gamma=args.gamma, batch_steps=args.batch_steps,
-                resume=args.resume, checkpoint_minutes=args.checkpoint_minutes)
+                resume=args.resume, checkpoint_minutes=args.checkpoint_minutes, sticky=args.sticky)
     if args.eval_episodes:
-        res["eval_mean_reward"] = float(np.mean(evaluate(os.path.join(args.out, "weights.npz"), args.eval_episodes)))
+        res["eval_mean_reward"] = float(np.mean(evaluate(os.path.join(args.out, "weights.npz"), args.eval_episodes,
+                                                         sticky=args.sticky)))
         res["eval_episodes"] = args.eval_episodes
     print(json.dumps(res))
     return res
