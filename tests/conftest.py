@@ -31,6 +31,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 GRADING_MODULES = ("test_grading_e2e", "test_wrong_implementations")
 
 
+# the modules whose set-ups run in the background (the course's grading runs, then tests/background.py's
+# set-ups, in that queue order) go last, in the same order: the tests before them run while the
+# background works, instead of waiting for it at a module's first test (the feedback pages' set-up
+# waited 78 s when its module ran a third of the way in)
+RUN_LAST = GRADING_MODULES + ("test_feedback", "test_grading_hostile")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def late(item):
+        module = getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]
+        return RUN_LAST.index(module) + 1 if module in RUN_LAST else 0
+    items[:] = sorted(items, key=late)          # stable: the order within a module is kept
+
+
 def pytest_collection_finish(session):
     """Start grading, in the background, the assignments the selected grading tests need, as soon as
     the tests are collected: the grading runs (two at a time) overlap the single-threaded tests

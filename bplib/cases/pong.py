@@ -3,6 +3,8 @@
     python -m bplib.cases.pong --hours 3 --seed 0 --out runs/pong          # train, checkpoint every 5 minutes
     python -m bplib.cases.pong --hours 1 --seed 0 --out runs/pong --resume # carry on from the last checkpoint
     python -m bplib.cases.pong --out runs/pong --export book/results/pong  # results for the book (float16 weights)
+    python -m bplib.cases.pong --evaluate book/results/pong_sticky_off --sticky 0.25 --eval-episodes 100
+                                                     # stored weights in fresh games of another protocol
 
 The policy is a two-layer network from bplib layers (Karpathy, "Pong from
 Pixels", 2016)::
@@ -389,6 +391,21 @@ def export(run_dir, dest, eval_episodes=0):
     return res
 
 
+def evaluate_stored(dest, episodes=100, sticky=STICKY):
+    """Play ``dest``/weights.npz in ``episodes`` fresh games with sticky actions ``sticky`` and
+    record the result in ``dest``/result.json as ``eval_under_sticky_<sticky>``."""
+    scores = np.array(evaluate(os.path.join(dest, "weights.npz"), episodes, sticky=sticky))
+    path = os.path.join(dest, "result.json")
+    with open(path) as f:
+        res = json.load(f)
+    res[f"eval_under_sticky_{sticky:g}"] = dict(mean_reward=round(float(scores.mean()), 3), episodes=episodes,
+                                                games_won=int(np.sum(scores > 0)),
+                                                min=float(scores.min()), max=float(scores.max()))
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/pong", help="folder for checkpoint.npz, metrics.csv, weights.npz")
@@ -406,7 +423,13 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz if it exists")
     ap.add_argument("--eval-episodes", type=int, default=0, help="after training, play this many fresh games")
     ap.add_argument("--export", metavar="DEST", help="do not train: copy OUT's results to DEST for the book")
+    ap.add_argument("--evaluate", metavar="DEST", help="do not train: play DEST/weights.npz in --eval-episodes "
+                    "fresh games with --sticky, and add the result to DEST/result.json")
     args = ap.parse_args(argv)
+    if args.evaluate:
+        res = evaluate_stored(args.evaluate, args.eval_episodes or 100, args.sticky)
+        print(json.dumps(res))
+        return res
     if args.export:
         res = export(args.out, args.export, args.eval_episodes)
         print(json.dumps(res))
