@@ -236,3 +236,47 @@ for (k, s, H, W) in [(2, 2, 8, 8), (2, 2, 7, 9), (3, 3, 9, 6), (3, 2, 7, 7), (2,
     ref = L.relu_backward(L.maxpool2d_backward(d, L.relu_forward(x), k, s), x)
     assert np.array_equal(net.backward(d), ref), (k, s, H, W)
 print("MaxPool2D backward: tiling, borders, overlap, gaps, ties, memory orders, after ReLU: identical to the public functions")
+# Conv2D's rows padded (``_rows``): its output is a view of a wider array, and so is MaxPool2D's dx for
+# such an input (``_like_rows``). A Conv2D fed such a view (directly, or through ReLU / pooling), dout with
+# padded rows, contiguous batch-innermost or (N, C, H, W): the same numbers as the clear forms, in float64
+worst = 0
+for (C, F, G, k, s, p, H, W) in [(2, 3, 2, 3, 1, 0, 9, 8), (3, 2, 4, 2, 2, 1, 8, 9), (1, 4, 3, 3, 1, 2, 7, 7), (2, 2, 2, 1, 1, 0, 5, 6)]:
+    c1, c2 = L.Conv2D(C, F, k, s, p, rng=rng, dtype=F64), L.Conv2D(F, G, k, 1, p, rng=rng, dtype=F64)
+    c1.params["b"][:] = rng.standard_normal(F); c2.params["b"][:] = rng.standard_normal(G)
+    x = rng.standard_normal((3, C, H, W))
+    o1 = c1.forward(x)
+    assert np.shares_memory(L._to_chwn(o1), o1)                          # taken as it is: no copy
+    o2 = c2.forward(o1)
+    r1 = L.conv2d_forward(x, c1.params["W"], c1.params["b"], s, p)
+    r2 = L.conv2d_forward(r1, c2.params["W"], c2.params["b"], 1, p)
+    d = rng.standard_normal(o2.shape)
+    d_rows = L._like_rows(o2, F64); d_rows[...] = d
+    for dd in (d, np.ascontiguousarray(d.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2), d_rows):
+        dx2 = c2.backward(dd); g2 = {k_: v.copy() for k_, v in c2.grads.items()}
+        dx1 = c1.backward(dx2)
+        rdx2, rdW2, rdb2 = L.conv2d_backward(d, r1, c2.params["W"], 1, p)
+        rdx1, rdW1, rdb1 = L.conv2d_backward(rdx2, x, c1.params["W"], s, p)
+        worst = max(worst, rel_error(r1, o1), rel_error(r2, o2), rel_error(rdx2, dx2), rel_error(rdx1, dx1),
+                    rel_error(rdW2, g2["W"]), rel_error(rdb2, g2["b"]), rel_error(rdW1, c1.grads["W"]), rel_error(rdb1, c1.grads["b"]))
+    # the pair again through ReLU and pooling (Sequential), and MaxPool2D's dx for a padded-rows input
+    net = L.Sequential(c1, L.ReLU(), L.MaxPool2D(2, 1), c2)
+    on = net.forward(x); dn = rng.standard_normal(on.shape); dxn = net.backward(dn)
+    h = L.maxpool2d_forward(L.relu_forward(r1), 2, 1)
+    rh, _, _ = L.conv2d_backward(dn, h, c2.params["W"], 1, p)
+    rx, _, _ = L.conv2d_backward(L.relu_backward(L.maxpool2d_backward(rh, L.relu_forward(r1), 2, 1), r1), x, c1.params["W"], s, p)
+    worst = max(worst, rel_error(L.conv2d_forward(h, c2.params["W"], c2.params["b"], 1, p), on), rel_error(rx, dxn))
+    for (kp, sp) in [(2, 2), (2, 1), (3, 2)]:
+        if min(o1.shape[2:]) < kp:
+            continue
+        q = c1.forward(x); q[...] = np.round(q * 2) / 2            # ties, in Conv2D's own (padded) output
+        pool = L.MaxPool2D(kp, sp); po = pool.forward(q); pd = rng.standard_normal(po.shape)
+        assert np.array_equal(po, L.maxpool2d_forward(q, kp, sp)) and np.array_equal(pool.backward(pd), L.maxpool2d_backward(pd, q, kp, sp))
+assert worst < 1e-12, worst
+# outputs and grads of one call survive the next call (the scratch arrays are reused)
+conv = L.Conv2D(2, 3, 3, rng=rng, dtype=F64); x1, x2 = rng.standard_normal((2, 2, 6, 6)), rng.standard_normal((2, 2, 6, 6))
+o1 = conv.forward(x1); d1 = rng.standard_normal(o1.shape); dx1 = conv.backward(d1); keep = (o1.copy(), dx1.copy(), conv.grads["W"].copy(), conv.grads["b"].copy())
+held = (o1, dx1, conv.grads["W"], conv.grads["b"])
+conv.forward(x2); conv.backward(rng.standard_normal(o1.shape))
+assert all(np.array_equal(a, b) for a, b in zip(held, keep))
+print(f"Conv2D rows padded: fed its own output, dout in three layouts, through ReLU + pooling, pooling its output: "
+      f"worst rel error {worst:.1e}; outputs and grads survive the next call")
