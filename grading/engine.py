@@ -266,7 +266,11 @@ def grade_task(job):
                     return result
                 if rc == FAULT and os.path.isfile(out + ".fault"):
                     with open(out + ".fault") as f:
-                        last = f.read().strip()[:300]
+                        last = f.read().strip()[:400]
+                    with open(logpath, errors="replace") as f:    # the launcher's own words, if it died
+                        said = [ln for ln in f.read().splitlines() if "kernel_launcher" in ln or "Error" in ln]
+                    if said:
+                        last += f"; the grading process's log: {said[-1].strip()[-200:]}"
                 else:
                     with open(logpath) as f:
                         tail = [ln for ln in f.read().strip().splitlines() if ln.strip()][-1:] or [""]

@@ -313,16 +313,29 @@ class GraderFault(Exception):
 from .kernel_launcher import fault_injected  # noqa: E402  (one switch for both; the launcher is standalone)
 
 
-def _why_not_graded(log, kernel_started):
+def _why_not_graded(log, kernel_started, kernel_log=""):
     never = "before replying to kernel_info" in log or "Kernel didn't respond" in log or "kernel_info" in log
     if never and not kernel_started:
         said = [ln.strip() for ln in log.splitlines() if "kernel_info" in ln or "Kernel didn't respond" in ln]
-        raise GraderFault("the kernel did not start" + (f" ({said[-1][:160]})" if said else ""))
+        own = _last_line(kernel_log) if kernel_log.strip() else "it wrote nothing"
+        raise GraderFault("the kernel did not start" + (f" ({said[-1][:160]})" if said else "")
+                          + f"; the kernel's own log: {own}")
     if "DeadKernel" in log or "Kernel died" in log or "kernel died" in log.lower():
         return "the kernel died while running the notebook (os._exit, a crash, or the kernel's CPU-time limit)"
     if "timeout" in log.lower() or "didn't respond" in log:
         return "the kernel stopped responding (an endless loop that ignores interrupts?), and was stopped"
     return f"nbgrader could not grade it ({_last_line(log)})"
+
+
+def _tail(path, n=4000):
+    """The end of a file the kernel wrote (its uid's; read as the grader), or "" if there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - n))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _last_line(log):
@@ -409,6 +422,7 @@ def grade_learner(job, m):
     prof.lap("autograde")
     result["profile"] = prof.stages
     result["isolation"] = read_notes(os.environ["GRADING_REPORT"])
+    kernel_log = _tail(os.path.join(sandbox, "kernel.log"))
     shutil.rmtree(sandbox, ignore_errors=True)
     refused = [ln for ln in result["isolation"].splitlines() if ln.startswith("refused: ")]
     if refused:                                 # never a root kernel (the instructor did not accept one)
@@ -421,8 +435,8 @@ def grade_learner(job, m):
     log = (res.get("log") or "") + (res.get("error") or "")
     autograded = os.path.join(root, "autograded", student, a, f"{a}.ipynb")
     if not res.get("success") or not os.path.isfile(autograded):
-        result.update(graded=False, problem=_why_not_graded(log, started) + ": scored 0",
-                      log_tail=clean_text(log[-2000:]))
+        result.update(graded=False, problem=_why_not_graded(log, started, kernel_log) + ": scored 0",
+                      log_tail=clean_text(log[-2000:]), kernel_log_tail=clean_text(kernel_log[-2000:]))
         return result
 
     t1 = time.time()
