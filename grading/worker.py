@@ -327,6 +327,23 @@ def _why_not_graded(log, kernel_started, kernel_log=""):
     return f"nbgrader could not grade it ({_last_line(log)})"
 
 
+def _kill_once_started(sandbox):
+    """Test-only (GRADING_FAULTS=kernel_killed=k): SIGKILL the kernel from outside once it has started,
+    as the machine's OOM killer or an operator would (by the pid the launcher wrote: only this test
+    path reads it)."""
+    import threading
+
+    def kill():
+        for _ in range(600):
+            if os.path.exists(os.path.join(sandbox, "kernel_ready")):
+                time.sleep(0.3)
+                with open(os.path.join(sandbox, "kernel.pid")) as f:
+                    os.kill(int(f.read()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+    threading.Thread(target=kill, daemon=True).start()
+
+
 def _tail(path, n=4000):
     """The end of a file the kernel wrote (its uid's; read as the grader), or "" if there is none."""
     try:
@@ -404,6 +421,8 @@ def grade_learner(job, m):
     os.environ.update(GRADING_SANDBOX=sandbox, GRADING_REPORT=os.path.join(notes_dir, "isolation"),
                       GRADING_KERNEL_ENV=",".join(sorted(job.get("kernel_env", {}))))
     prof.lap("setup")
+    if fault_injected("kernel_killed"):
+        _kill_once_started(sandbox)
     t0 = time.time()
     res = api.autograde(a, student, force=True, create=True)
     seconds = time.time() - t0
@@ -435,7 +454,15 @@ def grade_learner(job, m):
     log = (res.get("log") or "") + (res.get("error") or "")
     autograded = os.path.join(root, "autograded", student, a, f"{a}.ipynb")
     if not res.get("success") or not os.path.isfile(autograded):
-        result.update(graded=False, problem=_why_not_graded(log, started, kernel_log) + ": scored 0",
+        why = _why_not_graded(log, started, kernel_log)
+        kernel_cpu = prof.stages["autograde"]["cpu_children"]
+        if why.startswith("the kernel died") and job.get("attempt", 0) == 0 and kernel_cpu < job["cpu_s"] - 1:
+            # not its CPU-time limit: a crash of the learner's code dies again in a fresh kernel, a kill
+            # from outside (the machine's memory, an operator) does not; scored only if it dies twice
+            raise GraderFault(f"{why}, after {kernel_cpu:.1f} CPU-s; graded again in a fresh kernel")
+        if why.startswith("the kernel died") and job.get("attempt", 0) > 0:
+            why += " (in two fresh kernels)"
+        result.update(graded=False, problem=why + ": scored 0",
                       log_tail=clean_text(log[-2000:]), kernel_log_tail=clean_text(kernel_log[-2000:]))
         return result
 

@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from mutants import _course  # noqa: E402,F401  (first: it keeps the session's starting environment)
 import matplotlib  # noqa: E402
 
 import grading.threadsafe_ast  # noqa: F401  (ast.parse under one lock for the test threads: CPython gh-106905)
@@ -60,7 +61,6 @@ def pytest_collection_finish(session):
         if a and a not in wanted:
             wanted.append(a)
     if wanted:
-        from mutants import _course
         _course.start(wanted)
     import background                 # heavy self-contained set-ups, queued after the grading runs
     background.start({getattr(getattr(item, "module", None), "__name__", "").rpartition(".")[2]

@@ -3,7 +3,8 @@ grades the same class to the same grades, even when one of its workers is killed
 
 Faults are injected deterministically with the test-only switch GRADING_FAULTS (grading/worker.py
 fault_injected): "kernel_start=k" makes the first k kernel starts of the run fail before the
-kernel exists, "worker=k" makes the first k learner processes die at once.
+kernel exists, "kernel_killed=k" SIGKILLs the first k kernels from outside once they have started,
+"worker=k" makes the first k learner processes die at once.
 """
 import csv
 import json
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from grading import cli, synthetic
+from mutants import _course
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -39,6 +41,8 @@ def grade(base, name, env=None, extra=()):
     old = dict(os.environ)
     os.environ.update(env or {})
     try:
+        # what the background grading runs beside this test start with keeps none of it
+        assert not set(env or {}) & set(_course.env()), "a test's switch leaks into concurrent grading runs"
         rc = cli.main(["mini", str(base / "class"), "--source-dir", SOURCE, "--out", str(out), "--seed", "11",
                        "--timeout", "20", "--quiet", *extra])
     finally:
@@ -77,6 +81,21 @@ def test_a_kernel_that_never_starts_is_retried(mini_class, reference, tmp_path):
     assert same_grades(rows, reference[0])
     attempts = [r["timing"]["attempts"] for r in results["rows"].values() if r.get("timing")]
     assert max(attempts) > 1
+
+
+def test_a_kernel_killed_from_outside_is_graded_again_not_scored_zero(mini_class, reference, tmp_path):
+    """The machine kills a running kernel once (the OOM killer, an operator): the learner is graded in a
+    fresh kernel, to the same grade; only a kernel that dies twice (tests/test_grading_hostile.py's
+    os._exit learner) is scored as the learner's."""
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    rows, results = grade(mini_class, "killed", {"GRADING_FAULTS": "kernel_killed=1",
+                                                 "GRADING_FAULT_DIR": str(faults), "GRADING_BACKOFF_SCALE": "0.01"},
+                          extra=NO_PAGES)
+    assert len(list(faults.iterdir())) == 1                     # one kernel was killed
+    assert same_grades(rows, reference[0])
+    attempts = {s: r["timing"]["attempts"] for s, r in results["rows"].items() if r.get("timing")}
+    assert sorted(attempts.values()) == [1, 1, 2], attempts
 
 
 def test_a_dying_grading_process_is_retried(mini_class, reference, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import background
+from mutants import _course
 from grading import synthetic
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(synthetic.REPO, "solutions", "dense_backward",
@@ -68,7 +69,8 @@ def grade_the_class():
     synthetic.make_class("dense_backward", str(base / "class"), plan, work=str(base / "release"))
     before = _snapshot(base / "class")
     out = base / "out"
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env = _course.session_env()
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     r = subprocess.run([sys.executable, "-m", "grading", "dense_backward", str(base / "class"), "--out", str(out),
                         "--seed", "7", "--timeout", str(TIMEOUT), "--quiet"], cwd=synthetic.REPO, env=env,
                        capture_output=True, text=True, timeout=1500)

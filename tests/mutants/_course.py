@@ -42,8 +42,21 @@ ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backwar
                "backprop_ninja")
 
 
+# the environment of the test session as it started (tests/conftest.py imports this module first):
+# a test that changes os.environ for a moment (a fault-injection switch, a secret, a missing node)
+# must not reach the grading runs the background threads start meanwhile; they were: the engine
+# test's GRADING_FAULTS=kernel_start=1000 made every kernel of a concurrent course run "not start"
+SESSION_ENV = dict(os.environ)
+
+
+def session_env(**extra):
+    """The session's starting environment, plus ``extra``: for every process a test starts beside
+    other tests (tests/background.py's set-ups, the course's grading runs)."""
+    return dict(SESSION_ENV, **extra)
+
+
 def env():
-    e = dict(os.environ)
+    e = session_env()
     e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"   # nbgrader calls `alembic`
     e["BPLIB_FAST"] = "1"
     e.pop("BPLIB_RECORD_DIR", None)
