@@ -71,13 +71,18 @@ def reference(mini_class):
     return grade(mini_class, "plain")
 
 
+def grade_with_faults(base, name, faults, tmp_path, extra=NO_PAGES):
+    """Grade with the test-only switch GRADING_FAULTS=``faults``; also returns how many faults happened."""
+    folder = tmp_path / "faults"
+    folder.mkdir()
+    rows, results = grade(base, name, {"GRADING_FAULTS": faults, "GRADING_FAULT_DIR": str(folder),
+                                       "GRADING_BACKOFF_SCALE": "0.01"}, extra=extra)
+    return rows, results, len(list(folder.iterdir()))
+
+
 def test_a_kernel_that_never_starts_is_retried(mini_class, reference, tmp_path):
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    rows, results = grade(mini_class, "retried", {"GRADING_FAULTS": "kernel_start=2",
-                                                  "GRADING_FAULT_DIR": str(faults), "GRADING_BACKOFF_SCALE": "0.01"},
-                          extra=NO_PAGES)
-    assert len(list(faults.iterdir())) == 2                     # the faults did happen
+    rows, results, happened = grade_with_faults(mini_class, "retried", "kernel_start=2", tmp_path)
+    assert happened == 2                                        # the faults did happen
     assert same_grades(rows, reference[0])
     attempts = [r["timing"]["attempts"] for r in results["rows"].values() if r.get("timing")]
     assert max(attempts) > 1
@@ -87,23 +92,16 @@ def test_a_kernel_killed_from_outside_is_graded_again_not_scored_zero(mini_class
     """The machine kills a running kernel once (the OOM killer, an operator): the learner is graded in a
     fresh kernel, to the same grade; only a kernel that dies twice (tests/test_grading_hostile.py's
     os._exit learner) is scored as the learner's."""
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    rows, results = grade(mini_class, "killed", {"GRADING_FAULTS": "kernel_killed=1",
-                                                 "GRADING_FAULT_DIR": str(faults), "GRADING_BACKOFF_SCALE": "0.01"},
-                          extra=NO_PAGES)
-    assert len(list(faults.iterdir())) == 1                     # one kernel was killed
+    rows, results, happened = grade_with_faults(mini_class, "killed", "kernel_killed=1", tmp_path)
+    assert happened == 1                                        # one kernel was killed
     assert same_grades(rows, reference[0])
     attempts = {s: r["timing"]["attempts"] for s, r in results["rows"].items() if r.get("timing")}
     assert sorted(attempts.values()) == [1, 1, 2], attempts
 
 
 def test_a_dying_grading_process_is_retried(mini_class, reference, tmp_path):
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    rows, _ = grade(mini_class, "worker-died", {"GRADING_FAULTS": "worker=2", "GRADING_FAULT_DIR": str(faults),
-                                                "GRADING_BACKOFF_SCALE": "0.01"}, extra=NO_PAGES)
-    assert len(list(faults.iterdir())) == 2
+    rows, _, happened = grade_with_faults(mini_class, "worker-died", "worker=2", tmp_path)
+    assert happened == 2
     assert same_grades(rows, reference[0])
     # --no-feedback-for (the test harness's option) leaves out the pages and nothing else
     assert all(r["feedback"] for r in reference[0].values()), reference[0]
@@ -113,10 +111,7 @@ def test_a_dying_grading_process_is_retried(mini_class, reference, tmp_path):
 
 
 def test_when_every_attempt_fails_the_row_says_grader_error_not_zero(mini_class, tmp_path):
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    rows, _ = grade(mini_class, "broken", {"GRADING_FAULTS": "kernel_start=1000", "GRADING_FAULT_DIR": str(faults),
-                                           "GRADING_BACKOFF_SCALE": "0.01"})
+    rows, _, _ = grade_with_faults(mini_class, "broken", "kernel_start=1000", tmp_path, extra=())
     for sid, r in rows.items():
         assert r["status"].startswith("grader error: the kernel did not start"), r["status"]
         assert r["status"].endswith("; regrade") or "; regrade" in r["status"], r["status"]
