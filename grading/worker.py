@@ -201,12 +201,23 @@ def clean_rerun(s, task, drawn):
     env["GRADING_REPORT"] = notes
     budget = s["timeout"] * (task.get("code_cells", 10) + 2) + 60
     last = ""
+    cpu_limit = int(os.environ.get("GRADING_CPU_S", "0") or 0)
     for attempt in range(RERUN_TRIES):
         job = tempfile.mkdtemp(prefix=f"r{s['slot']}-", dir=s["sandbox_root"])
         try:
             rerun.make_job(job, nb, s["assignment"], drawn, time_limit=20.0, cell_time_limit=s["timeout"])
+            if fault_injected("rerun_killed"):
+                _kill_once_started(job, lambda: _runner_pid(job))
+            used = _children_cpu()
             result, killed = rerun.run_job(job, env, budget)
+            used = _children_cpu() - used
             isolation = read_notes(notes)
+            if (result is None and attempt == 0 and killed.startswith("killed by signal 9 ")
+                    and (cpu_limit <= 0 or used < cpu_limit - 1)):
+                # SIGKILL below its CPU-time limit: from outside (the machine's memory, an operator), not
+                # the learner's code, which would die again; run it once more in a fresh process
+                last = killed
+                continue
             if result is None:         # the learner's code used up its time, CPU or memory
                 why = ("the re-run of your functions was stopped after its time limit" if killed == "timeout"
                        else f"the re-run of your functions {killed} (your code exited, or hit the CPU-time "
@@ -327,21 +338,43 @@ def _why_not_graded(log, kernel_started, kernel_log=""):
     return f"nbgrader could not grade it ({_last_line(log)})"
 
 
-def _kill_once_started(sandbox):
-    """Test-only (GRADING_FAULTS=kernel_killed=k): SIGKILL the kernel from outside once it has started,
-    as the machine's OOM killer or an operator would (by the pid the launcher wrote: only this test
-    path reads it)."""
+def _kill_once_started(sandbox, pid=None):
+    """Test-only (GRADING_FAULTS=kernel_killed=k, rerun_killed=k): SIGKILL a kernel (or a clean re-run)
+    from outside once it has started, as the machine's OOM killer or an operator would. The kernel is
+    found by the pid its launcher wrote (only this test path reads it), a re-run by ``pid()``."""
     import threading
 
     def kill():
         for _ in range(600):
-            if os.path.exists(os.path.join(sandbox, "kernel_ready")):
+            if pid is None and os.path.exists(os.path.join(sandbox, "kernel_ready")):
                 time.sleep(0.3)
                 with open(os.path.join(sandbox, "kernel.pid")) as f:
                     os.kill(int(f.read()), signal.SIGKILL)
                 return
+            found = pid() if pid is not None and os.path.exists(os.path.join(sandbox, "progress")) else None
+            if found:
+                os.kill(found, signal.SIGKILL)
+                return
             time.sleep(0.05)
     threading.Thread(target=kill, daemon=True).start()
+
+
+def _runner_pid(job):
+    """Test-only: the pid of the clean re-run of ``job`` (its command line names the job folder)."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.join(job, "runner.py").encode() in cmd:
+            return int(pid)
+    return None
+
+
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _tail(path, n=4000):

@@ -3,7 +3,8 @@ grades the same class to the same grades, even when one of its workers is killed
 
 Faults are injected deterministically with the test-only switch GRADING_FAULTS (grading/worker.py
 fault_injected): "kernel_start=k" makes the first k kernel starts of the run fail before the
-kernel exists, "kernel_killed=k" SIGKILLs the first k kernels from outside once they have started,
+kernel exists, "kernel_killed=k" SIGKILLs the first k kernels from outside once they have started (and
+"rerun_killed=k" the first k clean re-runs, inside the learner's code),
 "worker=k" makes the first k learner processes die at once.
 """
 import csv
@@ -97,6 +98,15 @@ def test_a_kernel_killed_from_outside_is_graded_again_not_scored_zero(mini_class
     assert same_grades(rows, reference[0])
     attempts = {s: r["timing"]["attempts"] for s, r in results["rows"].items() if r.get("timing")}
     assert sorted(attempts.values()) == [1, 1, 2], attempts
+
+
+def test_a_clean_rerun_killed_from_outside_runs_again_not_scored_zero(mini_class, reference, tmp_path):
+    """The same for the grader's clean re-run of the functions: SIGKILLed from outside once, while it
+    runs the learner's code, it runs again in a fresh process; the grades are the undisturbed ones."""
+    rows, results, happened = grade_with_faults(mini_class, "rerun-killed", "rerun_killed=1", tmp_path)
+    assert happened == 1
+    assert same_grades(rows, reference[0])
+    assert "killed by signal" not in json.dumps(results), "a kill from outside was scored as the learner's"
 
 
 def test_a_dying_grading_process_is_retried(mini_class, reference, tmp_path):
