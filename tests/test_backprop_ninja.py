@@ -26,7 +26,7 @@ from bplib.checks import CHECKS
 from bplib.checks.backprop_ninja import _ninja_case, _ninja_ref, autograd, row_verdict
 from bplib.checks.calls.backprop_ninja import GRADS, NAMES, forward, values
 from bplib.checks.core import run_check
-from grading import rerun, strip
+from grading import engine, rerun, strip
 
 ROOT = Path(__file__).resolve().parents[1]
 A = "backprop_ninja"
@@ -206,7 +206,8 @@ def regraded(tmp_path_factory):
     os.chmod(tmp, 0o755)
     stripped = strip.build(tmp, rerun.allowed(A))[0]
     hide = [str(ROOT / d) for d in ("solutions", "grading", "tests", ".git")]
-    env = dict(os.environ, GRADING_HIDE=os.pathsep.join(hide), GRADING_UID="62990", GRADING_MEM_MB="2048",
+    uid, lock = engine.reserve_uid()   # a sandbox uid no grading run beside this test holds
+    env = dict(os.environ, GRADING_HIDE=os.pathsep.join(hide), GRADING_UID=str(uid), GRADING_MEM_MB="2048",
                GRADING_CPU_S="120", GRADING_BPLIB_OVERLAY=stripped, OPENBLAS_NUM_THREADS="1")
     drawn = rerun.draw_cases(A, 20261202)
 
@@ -220,9 +221,13 @@ def regraded(tmp_path_factory):
         _, text = rerun.function_sources(nb, [])
         return rerun.judge_job(drawn, meta, arrays, text)
 
-    out = {"honest": grade(solution_nb())}
-    for name in ATTACKERS:
-        out[name] = grade(with_attacker(name))
+    try:
+        out = {"honest": grade(solution_nb())}
+        for name in ATTACKERS:
+            out[name] = grade(with_attacker(name))
+    finally:
+        if lock is not None:
+            lock.close()
     return out
 
 
