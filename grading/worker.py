@@ -489,11 +489,12 @@ def grade_learner(job, m):
     if not res.get("success") or not os.path.isfile(autograded):
         why = _why_not_graded(log, started, kernel_log)
         kernel_cpu = prof.stages["autograde"]["cpu_children"]
-        if why.startswith("the kernel died") and job.get("attempt", 0) == 0 and kernel_cpu < job["cpu_s"] - 1:
+        died_before = job.get("previous_fault", "").startswith("the kernel died")
+        if why.startswith("the kernel died") and not died_before and kernel_cpu < job["cpu_s"] - 1:
             # not its CPU-time limit: a crash of the learner's code dies again in a fresh kernel, a kill
             # from outside (the machine's memory, an operator) does not; scored only if it dies twice
             raise GraderFault(f"{why}, after {kernel_cpu:.1f} CPU-s; graded again in a fresh kernel")
-        if why.startswith("the kernel died") and job.get("attempt", 0) > 0:
+        if why.startswith("the kernel died") and died_before:
             why += " (in two fresh kernels)"
         result.update(graded=False, problem=why + ": scored 0",
                       log_tail=clean_text(log[-2000:]), kernel_log_tail=clean_text(kernel_log[-2000:]))
