@@ -207,7 +207,7 @@ def clean_rerun(s, task, drawn):
         try:
             rerun.make_job(job, nb, s["assignment"], drawn, time_limit=20.0, cell_time_limit=s["timeout"])
             if fault_injected("rerun_killed"):
-                _kill_once_started(job, lambda: _runner_pid(job))
+                _kill_once_started(job, lambda j=job: _runner_pid(j))
             used = _children_cpu()
             result, killed = rerun.run_job(job, env, budget)
             used = _children_cpu() - used
@@ -490,7 +490,8 @@ def grade_learner(job, m):
         why = _why_not_graded(log, started, kernel_log)
         kernel_cpu = prof.stages["autograde"]["cpu_children"]
         died_before = job.get("previous_fault", "").startswith("the kernel died")
-        if why.startswith("the kernel died") and not died_before and kernel_cpu < job["cpu_s"] - 1:
+        cpu_limit = job.get("cpu_s") or 0
+        if why.startswith("the kernel died") and not died_before and (cpu_limit <= 0 or kernel_cpu < cpu_limit - 1):
             # not its CPU-time limit: a crash of the learner's code dies again in a fresh kernel, a kill
             # from outside (the machine's memory, an operator) does not; scored only if it dies twice
             raise GraderFault(f"{why}, after {kernel_cpu:.1f} CPU-s; graded again in a fresh kernel")
