@@ -33,7 +33,10 @@ $(MATHJAX): package.json package-lock.json
 	mkdir -p $(@D) && cp node_modules/mathjax/es5/tex-svg-full.js $@
 
 book: $(STAMP) $(MATHJAX)
-	rm -rf _build/html    # no stale pages of removed chapters (the browser test opens every page)
+	# no stale pages: of removed chapters (the browser test opens every page), nor of pages whose
+	# numbers come from files Sphinx does not track (book/results/: a new `make bench --save` run
+	# left the benchmark page showing the old one when the saved doctrees said nothing changed)
+	rm -rf _build/html _build/.doctrees
 	# one BLAS thread: the chapters' matrices are small, and on a shared 2-core machine
 	# OpenBLAS's spinning threads made chapter 4's training 40x slower (42 s -> 1.1 s)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(VENV)/bin/jupyter-book build . -W -n --keep-going
