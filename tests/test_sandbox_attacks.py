@@ -32,11 +32,9 @@ can fail).
 Runs as root (as CI does): the sandbox needs it (as non-root the grader stops unless
 ``--allow-weak-sandbox``; tested here too, without a grading run).
 """
-import contextlib
 import csv
 import hashlib
 import html
-import io
 import json
 import os
 import re
@@ -271,16 +269,20 @@ def _make(base, with_attackers):
     return cls
 
 
-def _grade(cls, out):
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = cli.main([A, str(cls), "--out", str(out), "--seed", "7", "--timeout", str(TIMEOUT),
-                       "--workers", "2", "--quiet"])
+def _grade(cls, out, secret=False):
+    """``python -m grading`` of ``cls``; with ``secret``, the grader's environment holds an instructor's
+    secret (its own process's only: the test session's environment, which other tests' grading runs
+    start from, never holds it)."""
+    env = dict(os.environ, **({SECRET_NAME: SECRET} if secret else {}))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    r = subprocess.run([sys.executable, "-m", "grading", A, str(cls), "--out", str(out), "--seed", "7",
+                        "--timeout", str(TIMEOUT), "--workers", "2", "--quiet"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=1500)
     with open(out / "grades.csv", newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     with open(out / "results.json") as f:
         results = json.load(f)
-    return {"rc": rc, "rows": rows, "results": results, "summary": buf.getvalue(), "out": out}
+    return {"rc": r.returncode, "rows": rows, "results": results, "summary": r.stdout, "out": out}
 
 
 @pytest.fixture(scope="module")
@@ -294,16 +296,8 @@ def runs(tmp_path_factory):
     cls, control = _make(base, True), _make(base, False)
     before = {"class": _hash_tree(cls), "bplib": _hash_tree(os.path.join(ROOT, "bplib")),
               "solutions": _hash_tree(os.path.join(ROOT, "solutions", A))}
-    old = os.environ.get(SECRET_NAME)
-    os.environ[SECRET_NAME] = SECRET          # the grader's environment holds an instructor's secret
-    try:
-        attacked = _grade(cls, base / "out")
-        clean = _grade(control, base / "out-control")
-    finally:
-        if old is None:
-            os.environ.pop(SECRET_NAME, None)
-        else:
-            os.environ[SECRET_NAME] = old
+    attacked = _grade(cls, base / "out", secret=True)      # the grader's environment holds a secret
+    clean = _grade(control, base / "out-control", secret=True)
     after = {"class": _hash_tree(cls), "bplib": _hash_tree(os.path.join(ROOT, "bplib")),
              "solutions": _hash_tree(os.path.join(ROOT, "solutions", A))}
     return {"attacked": attacked, "clean": clean, "before": before, "after": after, "base": base}
