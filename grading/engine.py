@@ -241,7 +241,7 @@ def grade_task(job):
                            "mnist": mnist, "hide": hidden_paths([job.get("seed_file", "")])}
                 payload, out = os.path.join(private, "job.json"), os.path.join(private, "result.json")
                 with open(payload, "w") as f:
-                    json.dump({"job": dict(job, attempt=attempt, previous_fault=last), "machine": machine}, f)
+                    json.dump({"job": dict(job, previous_fault=last), "machine": machine}, f)
                 env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                            PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
                 logpath = os.path.join(private, "worker.log")

@@ -207,7 +207,7 @@ def clean_rerun(s, task, drawn):
         try:
             rerun.make_job(job, nb, s["assignment"], drawn, time_limit=20.0, cell_time_limit=s["timeout"])
             if fault_injected("rerun_killed"):
-                _kill_once_started(job, lambda j=job: _runner_pid(j))
+                _kill_once_started(os.path.join(job, "progress"), lambda j=job: _runner_pid(j))
             used = _children_cpu()
             result, killed = rerun.run_job(job, env, budget)
             used = _children_cpu() - used
@@ -338,22 +338,17 @@ def _why_not_graded(log, kernel_started, kernel_log=""):
     return f"nbgrader could not grade it ({_last_line(log)})"
 
 
-def _kill_once_started(sandbox, pid=None):
-    """Test-only (GRADING_FAULTS=kernel_killed=k, rerun_killed=k): SIGKILL a kernel (or a clean re-run)
-    from outside once it has started, as the machine's OOM killer or an operator would. The kernel is
-    found by the pid its launcher wrote (only this test path reads it), a re-run by ``pid()``."""
+def _kill_once_started(ready, find_pid):
+    """Test-only (GRADING_FAULTS=kernel_killed=k, rerun_killed=k): SIGKILL a kernel or a clean re-run
+    from outside once the file ``ready`` exists, as the machine's OOM killer or an operator would; the
+    process is ``find_pid()`` (a kernel by the pid its launcher wrote: only this test path reads it)."""
     import threading
 
     def kill():
         for _ in range(600):
-            if pid is None and os.path.exists(os.path.join(sandbox, "kernel_ready")):
-                time.sleep(0.3)
-                with open(os.path.join(sandbox, "kernel.pid")) as f:
-                    os.kill(int(f.read()), signal.SIGKILL)
-                return
-            found = pid() if pid is not None and os.path.exists(os.path.join(sandbox, "progress")) else None
-            if found:
-                os.kill(found, signal.SIGKILL)
+            pid = find_pid() if os.path.exists(ready) else None
+            if pid:
+                os.kill(pid, signal.SIGKILL)
                 return
             time.sleep(0.05)
     threading.Thread(target=kill, daemon=True).start()
@@ -455,7 +450,8 @@ def grade_learner(job, m):
                       GRADING_KERNEL_ENV=",".join(sorted(job.get("kernel_env", {}))))
     prof.lap("setup")
     if fault_injected("kernel_killed"):
-        _kill_once_started(sandbox)
+        _kill_once_started(os.path.join(sandbox, "kernel_ready"),
+                           lambda: int(_tail(os.path.join(sandbox, "kernel.pid")) or 0))
     t0 = time.time()
     res = api.autograde(a, student, force=True, create=True)
     seconds = time.time() - t0

@@ -197,7 +197,7 @@ def grade_three_learners():
     shutil.copyfile(ROOT / "exercises" / A / f"{A}.ipynb", subs / "bob.ipynb")
     nbformat.write(_filled(release, solution, _carol), str(subs / "carol.ipynb"))
     out = base / "out"
-    env = _course.session_env(BPLIB_FEEDBACK_CACHE=str(base / "math-cache"))   # typeset afresh, by node
+    env = dict(_course.env(), BPLIB_FEEDBACK_CACHE=str(base / "math-cache"))   # typeset afresh, by node
     r = subprocess.run([sys.executable, "-m", "grading", A, str(subs), "--out", str(out), "--seed", "1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, f"python -m grading failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"

@@ -69,10 +69,8 @@ def grade_the_class():
     synthetic.make_class("dense_backward", str(base / "class"), plan, work=str(base / "release"))
     before = _snapshot(base / "class")
     out = base / "out"
-    env = _course.session_env()
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     r = subprocess.run([sys.executable, "-m", "grading", "dense_backward", str(base / "class"), "--out", str(out),
-                        "--seed", "7", "--timeout", str(TIMEOUT), "--quiet"], cwd=synthetic.REPO, env=env,
+                        "--seed", "7", "--timeout", str(TIMEOUT), "--quiet"], cwd=synthetic.REPO, env=_course.env(),
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, f"python -m grading failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     with open(out / "grades.csv") as f:

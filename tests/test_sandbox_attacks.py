@@ -46,6 +46,7 @@ import nbformat
 import pytest
 
 from grading import cli, kernel_launcher, synthetic
+from mutants import _course
 
 ROOT = synthetic.REPO
 A = "dense_backward"
@@ -269,12 +270,10 @@ def _make(base, with_attackers):
     return cls
 
 
-def _grade(cls, out, secret=False):
-    """``python -m grading`` of ``cls``; with ``secret``, the grader's environment holds an instructor's
-    secret (its own process's only: the test session's environment, which other tests' grading runs
-    start from, never holds it)."""
-    env = dict(os.environ, **({SECRET_NAME: SECRET} if secret else {}))
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+def _grade(cls, out):
+    """``python -m grading`` of ``cls``, its environment holding an instructor's secret (its own only: not
+    the test session's, which the grading runs beside this test start from)."""
+    env = dict(_course.env(), **{SECRET_NAME: SECRET})
     r = subprocess.run([sys.executable, "-m", "grading", A, str(cls), "--out", str(out), "--seed", "7",
                         "--timeout", str(TIMEOUT), "--workers", "2", "--quiet"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=1500)
@@ -296,8 +295,8 @@ def runs(tmp_path_factory):
     cls, control = _make(base, True), _make(base, False)
     before = {"class": _hash_tree(cls), "bplib": _hash_tree(os.path.join(ROOT, "bplib")),
               "solutions": _hash_tree(os.path.join(ROOT, "solutions", A))}
-    attacked = _grade(cls, base / "out", secret=True)      # the grader's environment holds a secret
-    clean = _grade(control, base / "out-control", secret=True)
+    attacked = _grade(cls, base / "out")
+    clean = _grade(control, base / "out-control")
     after = {"class": _hash_tree(cls), "bplib": _hash_tree(os.path.join(ROOT, "bplib")),
              "solutions": _hash_tree(os.path.join(ROOT, "solutions", A))}
     return {"attacked": attacked, "clean": clean, "before": before, "after": after, "base": base}

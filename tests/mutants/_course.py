@@ -49,14 +49,9 @@ ASSIGNMENTS = ("chain_rule", "gradient_descent", "dense_backward", "conv_backwar
 SESSION_ENV = dict(os.environ)
 
 
-def session_env(**extra):
-    """The session's starting environment, plus ``extra``: for every process a test starts beside
-    other tests (tests/background.py's set-ups, the course's grading runs)."""
-    return dict(SESSION_ENV, **extra)
-
-
 def env():
-    e = session_env()
+    """The environment of every grading run a test starts (the session's starting one, the venv first)."""
+    e = dict(SESSION_ENV)
     e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"   # nbgrader calls `alembic`
     e["BPLIB_FAST"] = "1"
     e.pop("BPLIB_RECORD_DIR", None)
