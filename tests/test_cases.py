@@ -337,6 +337,28 @@ def test_pong_checkpoint_resumes(tmp_path):
         pong.train(out=out, hours=0, episodes=1, envs=1, hidden=8, batch_steps=500, resume=True, quiet=True, sticky=0.0)
 
 
+def test_pong_learning_rate_anneals_linearly_then_holds():
+    from bplib.cases.pong import learning_rate
+    assert learning_rate(0, 1e-3, 1e-4, 1000) == pytest.approx(1e-3)
+    assert learning_rate(500, 1e-3, 1e-4, 1000) == pytest.approx(5.5e-4)
+    assert learning_rate(1000, 1e-3, 1e-4, 1000) == pytest.approx(1e-4)
+    assert learning_rate(10**9, 1e-3, 1e-4, 1000) == pytest.approx(1e-4)
+    assert learning_rate(10**9, 1e-3, None, 1000) == 1e-3              # no --lr-final: a constant rate
+
+
+def test_pong_training_uses_the_annealed_rate(tmp_path):
+    """With the rate annealed to 0 from the first move on, training leaves the initial weights as they are."""
+    from bplib.cases import pong
+    res = pong.train(out=str(tmp_path), hours=0, episodes=1, envs=1, hidden=8, batch_steps=500, quiet=True,
+                     lr_final=0.0, anneal_steps=1)
+    assert res["updates"] > 0
+    trained, z = pong.load_policy(os.path.join(tmp_path, "checkpoint.npz"))
+    initial = pong.make_policy(8, rng=np.random.default_rng(0))
+    for k in initial.params:
+        np.testing.assert_array_equal(trained.params[k], initial.params[k])
+    assert json.loads(str(z["state"]))["lr_final"] == 0.0
+
+
 def test_pong_sticky_actions_reach_the_emulator():
     from bplib.cases.pong import make_env
     for sticky in (0.0, 0.25):

@@ -231,8 +231,22 @@ def play_episode(policy, seed, greedy=False, render=False, max_steps=20000, rng=
 # ----------------------------------------------------------------------------
 # training loop
 # ----------------------------------------------------------------------------
+def learning_rate(steps, lr=1e-3, lr_final=None, anneal_steps=12_000_000):
+    """The learning rate after ``steps`` moves: ``lr`` falling linearly to ``lr_final``
+    over the first ``anneal_steps`` moves, then held there (``lr_final=None``: constant ``lr``).
+
+    A large step finds a policy that beats the built-in player quickly; a small one
+    then stops each batch's noise from undoing what the earlier ones learned.
+    """
+    if lr_final is None:
+        return lr
+    frac = min(1.0, steps / anneal_steps)
+    return lr + frac * (lr_final - lr)
+
+
 def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128, lr=1e-3, decay=0.99,
-          gamma=0.99, batch_steps=5000, resume=False, checkpoint_minutes=5.0, quiet=False, sticky=STICKY):
+          gamma=0.99, batch_steps=5000, resume=False, checkpoint_minutes=5.0, quiet=False, sticky=STICKY,
+          lr_final=None, anneal_steps=12_000_000):
     from tqdm import tqdm
     os.makedirs(out, exist_ok=True)
     ckpt = os.path.join(out, "checkpoint.npz")
@@ -240,7 +254,8 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
     rng = np.random.default_rng(seed)
     policy = make_policy(hidden, rng=np.random.default_rng(seed))
     opt = RMSProp(policy, lr=lr, decay=decay, eps=1e-5)
-    state = dict(episode=0, updates=0, seconds=0.0, steps=0, seed=seed, sticky=sticky)
+    state = dict(episode=0, updates=0, seconds=0.0, steps=0, seed=seed, sticky=sticky,
+                 lr=lr, lr_final=lr_final, anneal_steps=anneal_steps)
     rewards_hist = []
     if resume and os.path.exists(ckpt):
         state = _load_checkpoint(ckpt, policy, opt)
@@ -248,6 +263,7 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
             raise ValueError(f"--resume: {ckpt} was trained with sticky={state.get('sticky', 0.0)}, "
                              f"not {sticky}; resume with the same --sticky or start a new --out")
         rng = np.random.default_rng([seed, state["updates"]])       # a fresh but reproducible stream
+        state.update(lr=lr, lr_final=lr_final, anneal_steps=anneal_steps)  # the schedule this command gives
         if os.path.exists(metrics_path):
             with open(metrics_path) as f:
                 rows = [r for r in csv.DictReader(f) if int(r["episode"]) <= state["episode"]]
@@ -318,6 +334,7 @@ def train(out="runs/pong", hours=2.0, episodes=None, seed=0, envs=6, hidden=128,
             G = np.concatenate(pool_G)
             A = (G - G.mean()) / (G.std() + 1e-8)
             policy_gradient(policy, x, a, A)
+            opt.lr = learning_rate(state["steps"], lr, lr_final, anneal_steps)
             opt.step()
             state["updates"] += 1
             pool_x, pool_a, pool_G, pool_n = [], [], [], 0
@@ -376,6 +393,7 @@ def export(run_dir, dest, eval_episodes=0):
         f.write("\n".join(lines) + "\n")
     rewards = [float(line.split(",")[1]) for line in lines[1:]]
     res = dict(case="pong", sticky=state.get("sticky", 0.0), episodes=state["episode"], updates=state["updates"], steps=state["steps"],
+               **{k: state[k] for k in ("lr", "lr_final", "anneal_steps") if k in state},
                mean_reward_100=round(float(np.mean(rewards[-100:])), 3),
                first_100_mean_reward=round(float(np.mean(rewards[:100])), 3),
                best_mean_reward_100=round(max(float(np.mean(rewards[i - 100:i])) for i in range(100, len(rewards) + 1)), 3)
@@ -415,6 +433,9 @@ def main(argv=None):
     ap.add_argument("--envs", type=int, default=6, help="emulators played side by side")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-final", type=float, default=None,
+                    help="anneal the learning rate linearly from --lr to this over --anneal-steps moves")
+    ap.add_argument("--anneal-steps", type=int, default=12_000_000)
     ap.add_argument("--gamma", type=float, default=0.99)
     ap.add_argument("--batch-steps", type=int, default=5000, help="finished-rally steps per update")
     ap.add_argument("--sticky", type=float, default=STICKY,
@@ -436,7 +457,8 @@ def main(argv=None):
         return res
     res = train(out=args.out, hours=args.hours, episodes=args.episodes, seed=args.seed, envs=args.envs,
                 hidden=args.hidden, lr=args.lr, gamma=args.gamma, batch_steps=args.batch_steps,
-                resume=args.resume, checkpoint_minutes=args.checkpoint_minutes, sticky=args.sticky)
+                resume=args.resume, checkpoint_minutes=args.checkpoint_minutes, sticky=args.sticky,
+                lr_final=args.lr_final, anneal_steps=args.anneal_steps)
     if args.eval_episodes:
         res["eval_mean_reward"] = float(np.mean(evaluate(os.path.join(args.out, "weights.npz"), args.eval_episodes,
                                                          sticky=args.sticky)))
