@@ -359,6 +359,19 @@ def test_pong_training_uses_the_annealed_rate(tmp_path):
     assert json.loads(str(z["state"]))["lr_final"] == 0.0
 
 
+def test_pong_first_reached_reads_the_mean_of_the_last_100_games():
+    from bplib.cases.pong import first_reached, mean_last_100
+    rewards = [-21.0] * 100 + [21.0] * 150
+    m = mean_last_100(rewards)
+    np.testing.assert_allclose(m[[0, 99, 149, 199, 249]], [-21, -21, 0, 21, 21])
+    np.testing.assert_allclose(mean_last_100([1.0, 3.0]), [1, 2])          # fewer than 100 games: their mean
+    seconds = 36.0 * np.arange(1, 251)                                       # a game every 36 s = 0.01 h
+    got = first_reached(rewards, seconds, levels=(-10, 0, 15, 22))
+    assert got[0] == dict(games=150, hours=1.5)
+    assert got[-10]["games"] == 127 and got[15]["games"] == 186              # -21 + 42 k / 100 >= level
+    assert got[22] is None
+
+
 def test_pong_sticky_actions_reach_the_emulator():
     from bplib.cases.pong import make_env
     for sticky in (0.0, 0.25):

@@ -379,6 +379,28 @@ def evaluate(weights, episodes=100, seed=12345, envs=6, greedy=False, sticky=STI
     return scores
 
 
+def mean_last_100(rewards):
+    """rewards: (games,) -> (games,): the mean of each game's score and the 99 before it (fewer at the start)."""
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(rewards, dtype=np.float64))])
+    i = np.arange(1, len(c))
+    return (c[i] - c[np.maximum(0, i - 100)]) / np.minimum(i, 100)
+
+
+def first_reached(rewards, seconds, levels=(-10, 0, 15)):
+    """When the mean of the last 100 games first reached each level.
+
+    rewards, seconds: (games,), each game's score and the training seconds at its end.
+    Returns {level: {"games": g, "hours": h}} with None for a level never reached.
+    """
+    mean100, seconds = mean_last_100(rewards), np.asarray(seconds, dtype=np.float64)
+    out = {}
+    for level in levels:
+        i = np.flatnonzero(mean100 >= level)
+        out[level] = (dict(games=int(i[0]) + 1, hours=round(float(seconds[i[0]]) / 3600, 3)) if len(i)
+                      else None)
+    return out
+
+
 def export(run_dir, dest, eval_episodes=0):
     """Copy a run's results to ``dest`` for the book: metrics.csv, weights.npz
     (float16, under 2 MB for 128 hidden units) and result.json."""
@@ -398,7 +420,9 @@ def export(run_dir, dest, eval_episodes=0):
                first_100_mean_reward=round(float(np.mean(rewards[:100])), 3),
                best_mean_reward_100=round(max(float(np.mean(rewards[i - 100:i])) for i in range(100, len(rewards) + 1)), 3)
                if len(rewards) >= 100 else None,
-               train_seconds=round(state["seconds"], 1), train_hours=round(state["seconds"] / 3600, 3))
+               train_seconds=round(state["seconds"], 1), train_hours=round(state["seconds"] / 3600, 3),
+               first_reached={str(k): v for k, v in first_reached(
+                   rewards, [float(line.split(",")[5]) for line in lines[1:]]).items()})
     if eval_episodes:
         scores = evaluate(os.path.join(dest, "weights.npz"), eval_episodes, sticky=res["sticky"])
         res["eval_mean_reward"] = round(float(np.mean(scores)), 3)
