@@ -82,6 +82,23 @@ def _openblas():
     return None, None
 
 
+def blas_kernels():
+    """Which of OpenBLAS's kernel sets numpy's matmuls run (e.g. Haswell: AVX2, SkylakeX: AVX-512), and
+    whether the environment chose it (``OPENBLAS_CORETYPE``) or OpenBLAS's own CPU detection did."""
+    lib, _ = _openblas()
+    name = None
+    for symbol in ("scipy_openblas_get_corename64_", "openblas_get_corename64_", "openblas_get_corename"):
+        if lib is not None and hasattr(lib, symbol):
+            f = getattr(lib, symbol)
+            f.restype = ctypes.c_char_p
+            name = f().decode()
+            break
+    if name is None:
+        return "unknown (numpy links another BLAS)"
+    chosen = os.environ.get("OPENBLAS_CORETYPE")
+    return f"{name} ({f'OPENBLAS_CORETYPE={chosen} in the environment' if chosen else 'detected by OpenBLAS'})"
+
+
 def blas_threads(set_to=None):
     """Threads numpy's matmul uses (optionally set first); falls back to the environment."""
     lib, fmt = _openblas()
@@ -925,7 +942,7 @@ def main(argv=None):
     print(f"bplib vs PyTorch CPU -- {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"machine: {platform.machine()} {_cpu_name()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}; python {platform.python_version()}, numpy {np.__version__}, "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}; numpy's OpenBLAS kernels: {blas_kernels()}")
     print(f"threads: numpy BLAS {threads}, torch.set_num_threads({threads}) -> {torch.get_num_threads()}. "
           + ("One thread each: numpy's elementwise work runs on one core anyway, so this compares the "
              "code, not the threading; and on a shared machine idle threads of one library spin on "
