@@ -15,6 +15,9 @@ Then the per-stage profile of one learner (issue 18; mean over the graded notebo
 ``timing`` of results.json that grading/worker.py and grading/engine.py record): wall seconds and
 CPU seconds of each stage, the CPU split into the learner's grading process and its children (the
 sandboxed kernel, the clean re-run's process), and what the coordinator's run costs besides.
+Where a stage's CPU goes: ``GRADING_CPROFILE=<folder> [GRADING_CPROFILE_CPU=1] python
+benchmarks/bench_grading.py --students 10 --workers 1`` writes a cProfile of every learner's
+process there (``python -m pstats``), timed by the CPU clock with ``GRADING_CPROFILE_CPU=1``.
 Not a test: nothing is asserted.
 """
 import argparse

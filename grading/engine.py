@@ -194,11 +194,14 @@ def _child(payload, out, logpath, env):
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     from . import worker
-    prof_dir = env.get("GRADING_CPROFILE")       # a folder: a cProfile of each learner's process (issue 18)
+    # GRADING_CPROFILE=<folder>: a cProfile of each learner's process there (issue 18), timed by the
+    # wall clock, or by the process's CPU time with GRADING_CPROFILE_CPU=1 (waits for the kernel then
+    # cost nothing, and what is left is the grader's own work)
+    prof_dir = env.get("GRADING_CPROFILE")
     if not prof_dir:
         sys.exit(worker.main([payload, out]))
     import cProfile
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time) if env.get("GRADING_CPROFILE_CPU") else cProfile.Profile()
     try:
         rc = prof.runcall(worker.main, [payload, out])
     finally:

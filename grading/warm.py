@@ -10,9 +10,11 @@ same for every learner:
   soupsieve, pygments' lexers, sqlalchemy's sqlite dialect, IPython's pieces);
 - regular expressions compiled on first use: pygments compiles a lexer's rules the first time the
   lexer is made; soupsieve compiles the CSS selectors nbconvert's HTMLExporter runs on every page;
-- the feedback templates, which jinja compiles again for every exporter (one per learner).
+- the feedback templates, which jinja compiles again for every exporter (one per learner);
+- SQLAlchemy's configuration of the gradebook's ORM mappers, done on a process's first query
+  (about 0.1 CPU-s).
 
-Importing this module (``set_forkserver_preload`` names it) does all three: it imports those
+Importing this module (``set_forkserver_preload`` names it) does all four: it imports those
 modules, renders one small made-up notebook through the same ``FeedbackExporter`` (with math
 switched off, so no node process starts here), which fills the exporters' shared jinja bytecode
 cache (``feedback.TEMPLATE_CACHE``): a learner's exporter loads compiled templates instead of
@@ -70,7 +72,11 @@ def warm():
         import pygments.lexers.python  # noqa: F401
         import soupsieve  # noqa: F401
         import sqlalchemy.dialects.sqlite  # noqa: F401
+        from sqlalchemy.orm import configure_mappers
         from traitlets.config import Config
+
+        import nbgrader.api  # noqa: F401  (the gradebook's ORM classes)
+        configure_mappers()    # done once here, not on each learner's first gradebook query
 
         from . import feedback
         from .feedback import inert  # noqa: F401
