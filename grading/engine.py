@@ -179,7 +179,7 @@ def _context(warm=True):
         # multiprocessing refuses to let start children; the learner's process is joined or killed here
         multiprocessing.current_process()._config["daemon"] = False
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD + (["grading.warm"] if warm else []))
+        ctx.set_forkserver_preload(PRELOAD + (["grading.warm"] if warm else []) + ["grading.freeze"])
         _CTX.append(ctx)
     return _CTX[0]
 

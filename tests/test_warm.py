@@ -47,3 +47,14 @@ def test_a_page_from_the_warm_cache_is_the_page_from_a_cold_one():
     warm_page = render(cold_cache)             # loads them from it
     assert warm_page == cold
     assert "<b>1</b>" in cold and "Warm-up" in cold
+
+
+def test_the_forkserver_freezes_what_it_imported():
+    """A learner's process forked from it starts with the forkserver's objects frozen (grading/freeze.py):
+    its garbage collector then never touches, and so never copies, the pages they are on."""
+    import gc
+
+    from grading import engine
+    with engine._context().Pool(1) as pool:
+        frozen = pool.apply(gc.get_freeze_count)
+    assert frozen > 10_000, f"only {frozen} objects frozen: the forkserver's imports are not"
