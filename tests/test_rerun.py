@@ -239,6 +239,24 @@ def stripped(tmp_path_factory):
     return {a: strip.build(str(tmp_path_factory.mktemp(f"strip-{a}")), rerun.allowed(a))[0] for a in PRESENT}
 
 
+def test_the_stripped_copy_carries_its_own_bytecode(stripped):
+    """Every module of the stripped copy has a .pyc of the stripped source beside it, so a clean
+    re-run (where nothing may write bytecode) does not compile bplib again (issue 18)."""
+    import importlib.util
+    import marshal
+    out = next(iter(stripped.values()))
+    sources = [os.path.join(r, f) for r, _, fs in os.walk(out) for f in fs if f.endswith(".py")]
+    assert len(sources) > 10
+    for src in sources:
+        pyc = importlib.util.cache_from_source(src)
+        assert os.path.isfile(pyc), f"no bytecode for {os.path.relpath(src, out)}"
+        with open(pyc, "rb") as f:
+            header = f.read(16)
+            code = marshal.loads(f.read())
+        assert int.from_bytes(header[12:16], "little") == os.path.getsize(src)   # of this source, not bplib's
+        assert code.co_filename == src
+
+
 def grade(assignment, nb, stripped_dir, tmp):
     """The clean re-run's verdicts of ``nb`` (mutants/_course.py: as grading/worker.py runs it)."""
     uid, lock = engine.reserve_uid()
