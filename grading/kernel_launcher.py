@@ -25,7 +25,7 @@ script (not imported from the grading package), before the kernel exists:
    sandbox; the kernel's own stdout/stderr go to ``kernel.log`` there; an IPython
    startup file caps the output of every cell at ``GRADING_OUTPUT_CHARS`` characters.
 
-Then it execs ``python -m ipykernel_launcher``. What was in force goes to the file
+Then it execs ``python -m ipykernel_launcher`` (as ``KERNEL_BOOT``: without ipykernel's debugger). What was in force goes to the file
 ``GRADING_REPORT`` (in a folder of the grader's that the kernel cannot reach, written
 before the uid switch), else to ``isolation.txt`` in the sandbox. ``kernel.pid`` in the
 sandbox is only its start time for the worker's timings: the grader never reads a pid
@@ -126,6 +126,13 @@ def _grading_mnist_cache():
 _grading_mnist_cache()
 del _grading_mnist_cache
 '''
+
+
+# ``python -m ipykernel_launcher`` without the debugger: ipykernel imports debugpy at start-up if it
+# can (about 0.1 CPU-s, a third of the kernel's start), and nothing in grading ever attaches a
+# debugger. With ``sys.modules["debugpy"] = None`` that import fails and ipykernel runs without one.
+NO_DEBUGGER = "import sys; sys.modules['debugpy'] = None; "
+KERNEL_BOOT = NO_DEBUGGER + "import runpy; runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)"
 
 
 def _libc():
@@ -503,7 +510,7 @@ def main(argv):
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", new_conn,
+    os.execv(sys.executable, [sys.executable, "-c", KERNEL_BOOT, "-f", new_conn,
                               "--IPKernelApp.capture_fd_output=False"] + rest[1:])
 
 

@@ -530,6 +530,19 @@ def test_a_root_kernel_is_refused_unless_accepted(tmp_path):
     assert problem is None and "runs as uid 62998" in notes, (problem, notes)
 
 
+def test_the_kernel_boots_ipykernel_without_its_debugger():
+    """KERNEL_BOOT runs ipykernel_launcher as __main__ with debugpy made unimportable (issue 18: its import
+    was a third of a kernel's start); ipykernel then runs without a debugger, as it does where debugpy is
+    not installed."""
+    probe = ("import ipykernel.kernelapp, sys; from ipykernel import debugger; "
+             "print(debugger._is_debugpy_available, sys.modules.get('debugpy'))")
+    r = subprocess.run([sys.executable, "-c", kernel_launcher.NO_DEBUGGER + probe], capture_output=True, text=True,
+                       timeout=120)
+    assert r.stdout.split() == ["False", "None"], r.stderr
+    assert kernel_launcher.KERNEL_BOOT.startswith(kernel_launcher.NO_DEBUGGER)
+    assert "run_module('ipykernel_launcher', run_name='__main__'" in kernel_launcher.KERNEL_BOOT
+
+
 def test_an_unreadable_interpreter_is_found():
     import tempfile
     top = tempfile.mkdtemp(prefix="bp-reach-", dir="/tmp")      # pytest's own tmp folders are 0700
