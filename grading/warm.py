@@ -12,9 +12,10 @@ same for every learner:
   lexer is made; soupsieve compiles the CSS selectors nbconvert's HTMLExporter runs on every page;
 - the feedback templates, which jinja compiles again for every exporter (one per learner);
 - SQLAlchemy's configuration of the gradebook's ORM mappers, done on a process's first query
-  (about 0.1 CPU-s).
+  (about 0.1 CPU-s);
+- the check of nbgrader's cell-metadata schema (grading/nbgrader_schema.py caches its validator).
 
-Importing this module (``set_forkserver_preload`` names it) does all four: it imports those
+Importing this module (``set_forkserver_preload`` names it) does all five: it imports those
 modules, renders one small made-up notebook through the same ``FeedbackExporter`` (with math
 switched off, so no node process starts here), which fills the exporters' shared jinja bytecode
 cache (``feedback.TEMPLATE_CACHE``): a learner's exporter loads compiled templates instead of
@@ -85,7 +86,15 @@ def warm():
         exporter.math = _NoMath()
         resources = {"nbgrader": {"notebook": "warm", "score": 1, "max_score": 1, "late_penalty": 0,
                                   "student": "warm", "assignment": "warm"}}
-        exporter.from_notebook_node(_sample_notebook(), resources)
+        sample = _sample_notebook()
+        exporter.from_notebook_node(sample, resources)
+        import nbformat.v4 as v4
+        from nbgrader.nbgraderformat import MetadataValidator
+
+        from . import nbgrader_schema
+        nbgrader_schema.install()
+        graded = {k: v for k, v in sample.cells[-1].metadata["nbgrader"].items() if k != "score"}
+        MetadataValidator().validate_cell(v4.new_code_cell(metadata={"nbgrader": graded}))   # schema checked once
         return True
     except Exception as e:   # noqa: BLE001  (only a cost: the learner's process does the work itself)
         log.warning("grading.warm: the forkserver warm-up failed (%s: %s); grading is only slower",

@@ -31,8 +31,10 @@ import traceback
 
 import nbformat
 
-from . import rerun
+from . import nbgrader_schema, rerun
 from .course import api_for
+
+nbgrader_schema.install()      # each cell-metadata schema checked once per process, not once per cell
 
 RERUN_TRIES = 3
 

@@ -31,13 +31,15 @@ def render(cache):
 
 def test_the_warm_up_runs_in_a_fresh_interpreter_and_fills_the_template_cache():
     r = subprocess.run([sys.executable, "-c", "import grading.warm as w, grading.feedback as f, nbgrader.api as a; "
-                        "print(w.WARMED, len(f.TEMPLATE_CACHE.store), a.Base.registry._new_mappers)"],
+                        "from grading import nbgrader_schema as s; "
+                        "print(w.WARMED, len(f.TEMPLATE_CACHE.store), a.Base.registry._new_mappers, len(s._VALIDATORS))"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    warmed, entries, unconfigured = r.stdout.split()
+    warmed, entries, unconfigured, schemas = r.stdout.split()
     assert warmed == "True", r.stderr
     assert int(entries) >= 5, "the templates were not compiled into the shared cache"
     assert unconfigured == "False", "the gradebook's ORM mappers were left for each learner to configure"
+    assert schemas == "1", "nbgrader's cell-metadata schema was left for each learner to check"
 
 
 def test_a_page_from_the_warm_cache_is_the_page_from_a_cold_one():
